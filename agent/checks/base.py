@@ -1,0 +1,56 @@
+"""The one signature every check has, and the observations it returns.
+
+A check is a module in ``agent/checks/`` with:
+
+* ``Config`` – a frozen ``msgspec.Struct`` (``forbid_unknown_fields=True``) of its settings, every
+  field with a default, so ``checks: {name: {}}`` enables it with defaults;
+* ``async def collect(ctx: CheckContext[Config]) -> Observations``.
+
+A check measures and returns; it never talks to the collector and never writes files. The
+scheduler owns the deadline, the timing and success: a check that raises is reported as a failed
+run with its error, and the other checks go on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from centerwatch.wire import Event, Sample
+
+C = TypeVar("C", bound=msgspec.Struct)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class CheckContext(Generic[C]):
+    """What a check gets: its config and the clock. OS edges are passed to checks in their config
+    or as module-level adapters behind a Protocol, so tests can hand in fakes."""
+
+    name: str
+    config: C
+    clock_ms: Callable[[], int] = wall_ms
+
+
+@dataclass
+class Observations:
+    """Samples, facts and events of one check run."""
+
+    ts_ms: int
+    samples: list[Sample] = field(default_factory=list)
+    facts: dict[str, Any] | None = None
+    events: list[Event] = field(default_factory=list)
+    subject: str = "host"
+
+    def add(self, name: str, value: float, **labels: str) -> None:
+        self.samples.append(Sample(name, labels, float(value), self.ts_ms))
+
+    def event(self, kind: str, message: str = "", severity: str = "info", **labels: str) -> None:
+        self.events.append(Event(kind, self.ts_ms, labels, message, severity))

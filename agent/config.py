@@ -1,0 +1,159 @@
+"""The agent's bootstrap configuration: a small YAML file, typed, validated at start.
+
+Example (``agent.example.yaml``)::
+
+    collector_url: http://127.0.0.1:8080
+    enrollment_token: cwe_SAMPLE-NOT-A-REAL-TOKEN
+    data_dir: /var/lib/centerwatch-agent
+    checks:
+      host: {interval_s: 15}
+
+Every error names the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import yaml
+
+from agent.errors import ConfigError
+
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+
+#: name → module of every check the agent knows; a module is imported only when enabled.
+CHECK_MODULES: dict[str, str] = {
+    "host": "agent.checks.host",
+}
+
+
+class SpoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    max_bytes: Annotated[int, msgspec.Meta(ge=1024 * 1024)] = 256 * 1024 * 1024
+    max_age_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
+
+class UploadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    interval_s: Seconds = 5.0
+    max_batch_bytes: Annotated[int, msgspec.Meta(ge=4096, le=8 * 1024 * 1024)] = 1024 * 1024
+    timeout_s: Seconds = 30.0
+    backoff_min_s: Seconds = 1.0
+    backoff_max_s: Seconds = 300.0
+    gzip: bool = True
+    fresh_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.25
+
+
+class CheckSchedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    interval_s: Seconds = 15.0
+    timeout_s: Seconds = 10.0
+    enabled: bool = True
+
+
+class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    collector_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+    data_dir: str
+    enrollment_token: str = ""
+    metrics_listen: str = "127.0.0.1:9464"
+    spool: SpoolConfig = SpoolConfig()
+    upload: UploadConfig = UploadConfig()
+    checks: dict[str, dict[str, Any]] = msgspec.field(default_factory=lambda: {"host": {}})
+
+
+class CheckSpec(msgspec.Struct, frozen=True):
+    name: str
+    schedule: CheckSchedule
+    config: msgspec.Struct
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (YAML would silently keep the last)."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+
+
+def _split_msgspec_error(exc: msgspec.ValidationError) -> tuple[str, str]:
+    """'Expected `int`, got `str` - at `$.upload.interval_s`' → ('upload.interval_s', 'expected int, got str')."""
+    m = _AT.match(str(exc))
+    assert m is not None
+    path = (m.group("path") or "").lstrip(".")
+    unknown = re.match(r"Object contains unknown field `([^`]*)`", m.group("msg"))
+    if unknown:
+        return ".".join(p for p in (path, unknown.group(1)) if p), "unknown key"
+    msg = m.group("msg").replace("`", "")
+    return path, msg[:1].lower() + msg[1:]
+
+
+def load_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), "", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(str(path), where, f"invalid YAML: {problem}") from exc
+
+
+def parse_config(data: Any, source: str) -> AgentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", "expected a mapping of settings at the top level")
+    try:
+        return msgspec.convert(data, AgentConfig)
+    except msgspec.ValidationError as exc:
+        key, msg = _split_msgspec_error(exc)
+        raise ConfigError(source, key, msg) from exc
+
+
+def load_config(path: Path) -> AgentConfig:
+    return parse_config(load_yaml(path), str(path))
+
+
+def check_specs(config: AgentConfig, source: str = "config") -> list[CheckSpec]:
+    """Resolve ``checks:`` into schedules and each check's own typed config."""
+    specs = []
+    schedule_keys = set(CheckSchedule.__struct_fields__)
+    for name, raw in config.checks.items():
+        where = f"checks.{name}"
+        if name not in CHECK_MODULES:
+            known = ", ".join(sorted(CHECK_MODULES))
+            raise ConfigError(source, where, f"unknown check; known checks: {known}")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(source, where, "expected a mapping of settings")
+        sched_raw = {k: v for k, v in raw.items() if k in schedule_keys}
+        own_raw = {k: v for k, v in raw.items() if k not in schedule_keys}
+        try:
+            schedule = msgspec.convert(sched_raw, CheckSchedule)
+        except msgspec.ValidationError as exc:
+            key, msg = _split_msgspec_error(exc)
+            raise ConfigError(source, f"{where}.{key}".rstrip("."), msg) from exc
+        module = importlib.import_module(CHECK_MODULES[name])
+        try:
+            own = msgspec.convert(own_raw, module.Config)
+        except msgspec.ValidationError as exc:
+            key, msg = _split_msgspec_error(exc)
+            raise ConfigError(source, f"{where}.{key}".rstrip("."), msg) from exc
+        if schedule.enabled:
+            specs.append(CheckSpec(name, schedule, own))
+    return specs

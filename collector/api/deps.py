@@ -1,0 +1,42 @@
+"""Shared route dependencies: the app context, the caller's language, the calling agent."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from centerwatch.i18n import pick_lang
+from collector.api.errors import ApiError
+from collector.auth import hash_token
+from collector.context import AppContext
+from collector.store.base import AgentRecord
+
+
+async def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+async def get_lang(request: Request) -> str:
+    ctx: AppContext = request.app.state.ctx
+    return pick_lang(request.headers.get("accept-language"), request.query_params.get("lang"), ctx.settings.lang)
+
+
+async def get_agent(request: Request) -> AgentRecord:
+    ctx: AppContext = request.app.state.ctx
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError("unauthorized", 401)
+    agent = await ctx.store.agent_by_token(hash_token(token.strip()))
+    if agent is None:
+        raise ApiError("unauthorized", 401)
+    if agent.revoked:
+        raise ApiError("revoked", 401, agent=agent.id)
+    return agent
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+Lang = Annotated[str, Depends(get_lang)]
+Agent = Annotated[AgentRecord, Depends(get_agent)]

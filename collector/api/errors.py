@@ -1,0 +1,43 @@
+"""API errors: a stable code, a message from the catalog in the caller's language, and where."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+
+from centerwatch.i18n import pick_lang, t
+from centerwatch.wire import ErrorBody, encode
+
+
+class ApiError(Exception):
+    """Raised by routes; ``code`` keys ``api.<code>`` in the message catalog."""
+
+    def __init__(self, code: str, status: int, where: str = "", **fields: object) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+        self.where = where
+        self.fields = fields
+
+
+def error_response(request: Request, code: str, status: int, where: str = "", **fields: object) -> Response:
+    lang = pick_lang(request.headers.get("accept-language"), request.query_params.get("lang"))
+    body = ErrorBody(error=code, message=t(f"api.{code}", lang, **fields), where=where)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return Response(encode(body), status_code=status, media_type="application/json", headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(request, exc.code, exc.status, exc.where, **exc.fields)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_response(request, "bad_request", 422, where, detail=str(first.get("msg", "")))
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
