@@ -224,7 +224,7 @@ def main() -> None:
         batches = sum(r[0] for r in results)
         errors = sum(r[1] for r in results)
         lat = sorted(x for r in results for x in r[2])
-        stored = sqlite3.connect(db).execute("SELECT coalesce(sum(n), 0) FROM chunks").fetchone()[0]
+        stored = sqlite3.connect(db).execute("SELECT coalesce(sum(n), 0) FROM runs").fetchone()[0]
         samples = batches * SAMPLES_PER_BATCH
         q = statistics.quantiles(lat, n=100)
         print(

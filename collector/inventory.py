@@ -138,17 +138,13 @@ _VARS_FILE_ORDER = {"": 0, ".yml": 1, ".yaml": 2, ".json": 3}
 
 def _check_slug(value: str) -> str:
     if not SLUG_RE.match(value):
-        raise ValueError(
-            "expected lower-case ASCII letters and digits in words joined by '-', e.g. 'hoa-khanh'"
-        )
+        raise ValueError("expected lower-case ASCII letters and digits in words joined by '-', e.g. 'hoa-khanh'")
     return value
 
 
 def _check_time(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
-        raise ValueError(
-            'write the time in quotes, e.g. "17:30" (unquoted, YAML reads 17:30 as the number 1050)'
-        )
+        raise ValueError('write the time in quotes, e.g. "17:30" (unquoted, YAML reads 17:30 as the number 1050)')
     if isinstance(value, str):
         m = _TIME_RE.match(value)
         if not m:
@@ -183,9 +179,7 @@ def _nfc(value: object) -> object:
 
 def _check_credential(value: str) -> str:
     if not _CREDENTIAL_RE.match(value):
-        raise ValueError(
-            "expected the name of a credential kept outside the repository, e.g. 'snmp-v3-network-ro'"
-        )
+        raise ValueError("expected the name of a credential kept outside the repository, e.g. 'snmp-v3-network-ro'")
     return value
 
 
@@ -566,9 +560,7 @@ class _Reader:
             self.problem(path, "", "empty file: Ansible refuses to parse it as an inventory")
             return
         if not isinstance(data, dict):
-            self.problem(
-                path, "", f"expected a mapping of groups (all: children: …), got {type(data).__name__}"
-            )
+            self.problem(path, "", f"expected a mapping of groups (all: children: …), got {type(data).__name__}")
             return
         for name, body in data.items():
             self._group(path, str(name), name, body, parent=None)
@@ -684,9 +676,7 @@ class _Reader:
                     "",
                     f"Ansible reads only {paths[0].name} for {name!r} and ignores this file: merge the two",
                 )
-            target: _Group | _Host | None = (
-                self.groups.get(name) if kind == "group_vars" else self.hosts.get(name)
-            )
+            target: _Group | _Host | None = self.groups.get(name) if kind == "group_vars" else self.hosts.get(name)
             if target is None:
                 what = "group" if kind == "group_vars" else "host"
                 self.problem(
@@ -803,9 +793,7 @@ def _translate(
         head = str(loc[0]) if loc else ""
         var = merged.get(head)
         file, key = (var.file, var.key) if var is not None else (fallback[0], _join(fallback[1], head))
-        problems.append(
-            Problem(file, _join(key, *loc[1:]), _message(err, allowed if len(loc) == 1 else None))
-        )
+        problems.append(Problem(file, _join(key, *loc[1:]), _message(err, allowed if len(loc) == 1 else None)))
     return problems
 
 
@@ -859,9 +847,7 @@ def _build(reader: _Reader) -> dict[str, Center]:
             name = var.key.rsplit(".", 1)[-1]
             if name not in _GROUP_KEYS:
                 problems.append(
-                    Problem(
-                        var.file, var.key, "unknown key; expected one of: " + ", ".join(sorted(_GROUP_KEYS))
-                    )
+                    Problem(var.file, var.key, "unknown key; expected one of: " + ", ".join(sorted(_GROUP_KEYS)))
                 )
 
     centers_group = reader.groups.get("centers")
@@ -1016,17 +1002,13 @@ def _cross_check(
         for index, name in enumerate(names):
             if name in names[:index]:
                 up = merged["uplinks"]
-                problems.append(
-                    Problem(up.file, _join(up.key, index, "name"), f"uplink {name!r} is listed twice")
-                )
+                problems.append(Problem(up.file, _join(up.key, index, "name"), f"uplink {name!r} is listed twice"))
                 ok = False
 
         for host, where in b.hosts.items():
             if not host.startswith(c.center_slug + "-"):
                 problems.append(
-                    Problem(
-                        where[0], where[1], f"host name must start with the center slug: {c.center_slug}-…"
-                    )
+                    Problem(where[0], where[1], f"host name must start with the center slug: {c.center_slug}-…")
                 )
                 ok = False
 
@@ -1048,8 +1030,7 @@ def _cross_check(
                         Problem(
                             file,
                             key,
-                            f"address {device.address} is already used by host "
-                            f"{address_owner[device.address]}",
+                            f"address {device.address} is already used by host {address_owner[device.address]}",
                         )
                     )
                     ok = False

@@ -291,12 +291,8 @@ def big_urban(b: HostBook, *, older: bool) -> None:
         with_mac=True,
     )
     b.add("queue1", "queue", "sw2", 62, model="queue-number machine", purchased=y + 2, with_mac=True)
-    b.add(
-        "rating1", "rating", "ap1", 71, vendor="Samsung", model="Galaxy Tab A8", purchased=2023, with_mac=True
-    )
-    b.add(
-        "rating2", "rating", "ap1", 72, vendor="Samsung", model="Galaxy Tab A8", purchased=2023, with_mac=True
-    )
+    b.add("rating1", "rating", "ap1", 71, vendor="Samsung", model="Galaxy Tab A8", purchased=2023, with_mac=True)
+    b.add("rating2", "rating", "ap1", 72, vendor="Samsung", model="Galaxy Tab A8", purchased=2023, with_mac=True)
     b.add("idc01", "idcard", "pc01", None, model="chip ID-card reader", purchased=2024)  # USB
     b.add("idc02", "idcard", "pc02", None, model="chip ID-card reader", purchased=2024)  # USB
     for n in range(1, 5):
@@ -359,9 +355,7 @@ def mountain(b: HostBook) -> None:
             with_mac=True,
         )
     b.add("prn01", "printer", "pc01", None, vendor="Canon", model="LBP2900", purchased=2013)  # USB, reused
-    b.add(
-        "prn02", "printer", "sw1", 42, vendor="Brother", model="HL-L2321D", purchased=2019
-    )  # via print server
+    b.add("prn02", "printer", "sw1", 42, vendor="Brother", model="HL-L2321D", purchased=2019)  # via print server
     b.add("scn01", "scanner", "pc02", None, vendor="Canon", model="DR-C225 II", purchased=2021)  # USB
     b.add("queue1", "queue", "sw1", 62, model="queue-number machine", purchased=2024, with_mac=True)
     b.add(
@@ -415,9 +409,7 @@ def render(index: int, c: CenterSpec) -> str:
         "# Bootstrapped by tools/gen_inventory.py; this file is now the source of truth: edit it by hand.\n"
         f"# LAN {c.net}.0/24. Parents: devices -> switch -> router; the router hangs off the uplinks.\n"
     )
-    body = yaml.dump(
-        doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=110
-    )
+    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=110)
     return header + body
 
 

@@ -585,9 +585,7 @@ def _network(source: HostSource, cfg: Config, obs: Observations) -> list[dict[st
                 "speed_mbps": nic_stats.speed if nic_stats is not None and nic_stats.speed > 0 else None,
                 "duplex": _DUPLEX.get(nic_stats.duplex, "unknown") if nic_stats is not None else None,
                 "addresses": [
-                    _cidr(a.address, a.netmask)
-                    for a in nic_addrs
-                    if a.family in (socket.AF_INET, socket.AF_INET6)
+                    _cidr(a.address, a.netmask) for a in nic_addrs if a.family in (socket.AF_INET, socket.AF_INET6)
                 ],
             }
         )

@@ -72,7 +72,7 @@ async def handle_ingest(
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Rejected("unauthorized", 401)
-        agent = await ctx.store.agent_by_token(hash_token(token.strip()))
+        agent = await ctx.agents.lookup(hash_token(token.strip()))
         if agent is None:
             raise Rejected("unauthorized", 401)
         if agent.revoked:

@@ -6,16 +6,16 @@ Layout, chosen by measurement (bench/ingest.py; figures in the README):
   (``center`` and ``host`` included), unique with ``name``.
 * ``streams(id, agent_id, check_name, subject)`` — where samples come from: one check of one agent
   about one subject. ``series_streams`` says which streams carry a series.
-* ``chunks(stream_id, ts_min, ts_max, n, sids, tss, vals)`` — one row per stored check run: the
-  run's samples as packed little-endian arrays (int64 series ids, int64 ms timestamps — empty when
-  all equal ``ts_min`` —, float64 values), indexed by ``(stream_id, ts_max)``. A row per *sample*
-  with a ``(series_id, ts)`` index touched ~120 scattered index pages per batch and capped ingest
-  near 30 k samples/s here; a row per run writes one index entry and appends.
-  Reading one series means reading the chunks of its streams in a window and picking its values:
-  a stream's run carries the same ~100 series each time, so this stays cheap for the dashboard
-  and rule windows; rollups for long ranges come next.
-* ``received_parts(agent_id, seq)`` — the idempotency keys: a replayed part is acknowledged and
-  skipped, in the same transaction that stores a new one.
+* ``runs`` — one row per stored check run: its seq, timing, outcome and error, and its samples as
+  packed little-endian arrays (int64 series ids, int64 ms timestamps — empty when all equal
+  ``ts_min`` —, float64 values). ``UNIQUE (stream_id, seq)`` is the idempotency key (a seq belongs
+  to one run of one stream, so a replay hits it) and ``(stream_id, ts_max)`` serves time windows.
+  A row per *sample* with a ``(series_id, ts)`` index dirtied ~120 scattered index pages per batch
+  and capped ingest near 30 k samples/s here; separate tables for idempotency keys and check status
+  cost a page each per commit. One row per run writes two index entries and appends.
+  Reading one series means reading the runs of its streams in a window and picking its values: a
+  stream's run carries the same ~100 series each time, so this stays cheap for the dashboard and
+  rule windows; rollups for long ranges come next.
 
 Writes run on the event loop (no writer thread), each batch in one ``BEGIN IMMEDIATE`` transaction;
 the acknowledgement is built only after ``COMMIT`` returns.
@@ -24,16 +24,19 @@ the acknowledgement is built only after ``COMMIT`` returns.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import threading
 from array import array
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import msgspec
 
-from centerwatch.wire import SCHEMA_VERSION, Ack, Batch, check_series_names
+from centerwatch.wire import SCHEMA_VERSION, Ack, Batch, Part, check_series_names
 from collector.errors import Rejected, StoreError
 from collector.store.base import (
     AgentRecord,
@@ -67,12 +70,6 @@ CREATE TABLE IF NOT EXISTS agents (
     last_seen_ms INTEGER,
     revoked INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS received_parts (
-    agent_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL,
-    PRIMARY KEY (agent_id, seq)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
@@ -94,32 +91,30 @@ CREATE TABLE IF NOT EXISTS series_streams (
     stream_id INTEGER NOT NULL,
     PRIMARY KEY (series_id, stream_id)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS chunks (
+CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     stream_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    started_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    ok INTEGER NOT NULL,
+    error TEXT,
     ts_min INTEGER NOT NULL,
     ts_max INTEGER NOT NULL,
     n INTEGER NOT NULL,
     sids BLOB NOT NULL,
     tss BLOB NOT NULL,
-    vals BLOB NOT NULL
+    vals BLOB NOT NULL,
+    UNIQUE (stream_id, seq)
 );
-CREATE INDEX IF NOT EXISTS chunks_stream_ts ON chunks (stream_id, ts_max);
+CREATE INDEX IF NOT EXISTS runs_stream_ts ON runs (stream_id, ts_max);
 CREATE TABLE IF NOT EXISTS facts (
     agent_id TEXT NOT NULL,
     subject TEXT NOT NULL,
     ts_ms INTEGER NOT NULL,
     facts TEXT NOT NULL,
     PRIMARY KEY (agent_id, subject)
-);
-CREATE TABLE IF NOT EXISTS check_status (
-    agent_id TEXT NOT NULL,
-    check_name TEXT NOT NULL,
-    ts_ms INTEGER NOT NULL,
-    ok INTEGER NOT NULL,
-    duration_s REAL NOT NULL,
-    error TEXT,
-    PRIMARY KEY (agent_id, check_name)
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -137,10 +132,17 @@ CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ms);
 
 STORE_VERSION = "1"
 
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # Windows: a single collector process, no lock needed
+    fcntl = None
+
 _AGENT_COLS = "id, center, host, version, machine_id, enrolled_ms, last_seen_ms, revoked"
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 _BIG_ENDIAN = sys.byteorder == "big"
+_EMPTY = b""
 
 
 def _unpack(row: tuple[int, bytes, bytes, bytes]) -> tuple[array[int], array[int] | None, array[float]]:
@@ -188,6 +190,53 @@ def _agent(row: tuple[Any, ...]) -> AgentRecord:
         last_seen_ms=row[6],
         revoked=bool(row[7]),
     )
+
+
+@dataclass
+class _Prepared:
+    part: Part
+    stream_id: int | None
+    ids: list[int | None]
+    tss: bytes
+    vals: bytes
+    ts_min: int
+    ts_max: int
+    keys: list[SeriesKey] = field(default_factory=list)
+    sids: bytes | None = _EMPTY
+
+
+def _pack_ids(ids: list[int]) -> bytes:
+    arr = array("q", ids)
+    if _BIG_ENDIAN:
+        arr.byteswap()
+    return arr.tobytes()
+
+
+class WriteLock:
+    """An exclusive lock around write transactions, shared by every collector process on the file.
+
+    With several uvicorn workers on one database, SQLite's own busy handler made a waiting writer
+    sleep (1, 2, 5… ms) and the workers together did less than one alone. ``flock`` wakes the waiter
+    the moment the other commits (~0.1 ms), so two workers add up. A no-op where flock is missing.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._fd: int | None = None
+        if fcntl is not None:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def acquire(self) -> None:
+        if self._fd is not None and fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._fd is not None and fcntl is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Checkpointer(threading.Thread):
@@ -246,12 +295,16 @@ class SqliteStore:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpointer = Checkpointer(path)
             self._checkpointer.start()
+        self._write_lock = WriteLock(path.with_name(path.name + ".writelock"))
+        self._last_seen: dict[str, int] = {}
+        self._shapes: dict[int, tuple[list[SeriesKey], list[int]]] = {}
         self._streams: dict[tuple[str, str, str], int] = {}
         self._series: dict[int, dict[SeriesKey, int]] = {}
 
     async def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        self._write_lock.close()
         self._db.close()
 
     # ----------------------------------------------------------------- enrollment and agents
@@ -360,67 +413,84 @@ class SqliteStore:
         )
         return sid
 
+    def _prepare(self, agent: AgentRecord, part: Part) -> _Prepared:
+        """The CPU-heavy half of storing a run, done before the write lock is taken."""
+        stream_id = self._streams.get((agent.id, part.check, part.subject))
+        if not part.samples:
+            return _Prepared(part, stream_id, [], _EMPTY, _EMPTY, part.started_ms, part.started_ms)
+        keys = [(x.name, tuple(x.labels.items())) for x in part.samples]
+        shape = self._shapes.get(stream_id) if stream_id is not None else None
+        if shape is not None and shape[0] == keys:
+            # A stream's runs usually carry the same series in the same order: comparing the
+            # lists (in C) is cheaper than hashing every nested key for the dict lookups.
+            ids: list[int | None] = list(shape[1])
+        else:
+            cache = self._series.get(stream_id, {}) if stream_id is not None else {}
+            ids = [cache.get(k) for k in keys]
+            if stream_id is not None and None not in ids:
+                self._shapes[stream_id] = (keys, ids)  # type: ignore[assignment]  # no None left
+        ts_arr = array("q", [x.ts_ms for x in part.samples])
+        val_arr = array("d", [x.value for x in part.samples])
+        ts_min, ts_max = min(ts_arr), max(ts_arr)
+        if _BIG_ENDIAN:
+            ts_arr.byteswap()
+            val_arr.byteswap()
+        tss = _EMPTY if ts_min == ts_max else ts_arr.tobytes()
+        prepared = _Prepared(part, stream_id, ids, tss, val_arr.tobytes(), ts_min, ts_max, keys, None)
+        if None not in ids:
+            prepared.sids = _pack_ids(ids)  # type: ignore[arg-type]  # no None left
+        return prepared
+
     async def ingest(self, agent: AgentRecord, batch: Batch, now_ms: int) -> Ack:
         db = self._db
         stored = duplicates = samples = 0
         seqs: list[int] = []
         new_streams: list[tuple[str, str, str]] = []
         new_series: list[tuple[int, SeriesKey]] = []
+        prepared = [self._prepare(agent, part) for part in batch.parts]
+        self._write_lock.acquire()
         db.execute("BEGIN IMMEDIATE")
         try:
-            for p_index, part in enumerate(batch.parts):
+            for p_index, prep in enumerate(prepared):
+                part = prep.part
                 seqs.append(part.seq)
-                cur = db.execute(
-                    "INSERT INTO received_parts (agent_id, seq, received_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    (agent.id, part.seq, now_ms),
-                )
-                if cur.rowcount == 0:
-                    duplicates += 1
-                    continue
-                stored += 1
-                if part.samples:
+                stream_id = prep.stream_id
+                if stream_id is None:
                     skey = (agent.id, part.check, part.subject)
-                    stream_id = self._streams.get(skey)
+                    stream_id = self._streams.get(skey)  # an earlier part of this batch made it
                     if stream_id is None:
                         stream_id = self._stream_id(agent, part.check, part.subject)
                         self._streams[skey] = stream_id
                         self._series[stream_id] = {}
                         new_streams.append(skey)
+                if prep.sids is None:  # series seen for the first time (on this stream)
                     cache = self._series[stream_id]
-                    keys = [(x.name, tuple(x.labels.items())) for x in part.samples]
-                    ids = [cache.get(k) for k in keys]
-                    if None in ids:
-                        for i, k in enumerate(keys):
-                            if ids[i] is None:
+                    ids = prep.ids
+                    for i, k in enumerate(prep.keys):
+                        if ids[i] is None:
+                            sid = cache.get(k)  # the same new series twice in one batch
+                            if sid is None:
                                 x = part.samples[i]
-                                sid = cache.get(k)  # the same new series twice in one part
-                                if sid is None:
-                                    where = f"parts[{p_index}].samples[{i}]"
-                                    sid = self._series_id(agent, stream_id, x.name, x.labels, where)
-                                    cache[k] = sid
-                                    new_series.append((stream_id, k))
-                                ids[i] = sid
-                    sids = array("q", ids)  # type: ignore[type-var]  # no None left
-                    tss = array("q", [x.ts_ms for x in part.samples])
-                    vals = array("d", [x.value for x in part.samples])
-                    ts_min, ts_max = min(tss), max(tss)
-                    if _BIG_ENDIAN:
-                        for arr in (sids, tss, vals):
-                            arr.byteswap()
-                    db.execute(
-                        "INSERT INTO chunks (stream_id, ts_min, ts_max, n, sids, tss, vals)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            stream_id,
-                            ts_min,
-                            ts_max,
-                            len(sids),
-                            sids.tobytes(),
-                            b"" if ts_min == ts_max else tss.tobytes(),
-                            vals.tobytes(),
-                        ),
-                    )
-                    samples += len(sids)
+                                where = f"parts[{p_index}].samples[{i}]"
+                                sid = self._series_id(agent, stream_id, x.name, x.labels, where)
+                                cache[k] = sid
+                                new_series.append((stream_id, k))
+                            ids[i] = sid
+                    prep.sids = _pack_ids(ids)  # type: ignore[arg-type]  # no None left
+                cur = db.execute(
+                    "INSERT INTO runs (stream_id, seq, started_ms, received_ms, duration_s, ok, error,"
+                    " ts_min, ts_max, n, sids, tss, vals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (
+                        stream_id, part.seq, part.started_ms, now_ms, part.duration_s, int(part.ok), part.error,
+                        prep.ts_min, prep.ts_max, len(part.samples), prep.sids, prep.tss, prep.vals,
+                    ),
+                )  # fmt: skip
+                if cur.rowcount == 0:  # stored before: acknowledged again, nothing else written
+                    duplicates += 1
+                    continue
+                stored += 1
+                samples += len(part.samples)
                 if part.facts is not None:
                     db.execute(
                         "INSERT INTO facts (agent_id, subject, ts_ms, facts) VALUES (?, ?, ?, ?)"
@@ -428,13 +498,6 @@ class SqliteStore:
                         " facts = excluded.facts WHERE excluded.ts_ms >= facts.ts_ms",
                         (agent.id, part.subject, part.started_ms, msgspec.json.encode(part.facts).decode()),
                     )
-                db.execute(
-                    "INSERT INTO check_status (agent_id, check_name, ts_ms, ok, duration_s, error)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (agent_id, check_name) DO UPDATE SET"
-                    " ts_ms = excluded.ts_ms, ok = excluded.ok, duration_s = excluded.duration_s,"
-                    " error = excluded.error WHERE excluded.ts_ms >= check_status.ts_ms",
-                    (agent.id, part.check, part.started_ms, int(part.ok), part.duration_s, part.error),
-                )
                 if part.events:
                     db.executemany(
                         "INSERT INTO events (agent_id, center, host, ts_ms, kind, severity, labels, message)"
@@ -453,13 +516,19 @@ class SqliteStore:
                             for e in part.events
                         ],
                     )
-            db.execute(
-                "UPDATE agents SET last_seen_ms = ? WHERE id = ? AND (last_seen_ms IS NULL OR last_seen_ms < ?)",
-                (now_ms, agent.id, now_ms),
-            )
+            # last_seen at most once a second per agent: a page write per commit saved under load
+            if now_ms - self._last_seen.get(agent.id, 0) >= 1000:
+                db.execute(
+                    "UPDATE agents SET last_seen_ms = ? WHERE id = ? AND (last_seen_ms IS NULL OR last_seen_ms < ?)",
+                    (now_ms, agent.id, now_ms),
+                )
+                seen_update = True
+            else:
+                seen_update = False
             db.execute("COMMIT")
         except BaseException as exc:
             db.execute("ROLLBACK")
+            self._write_lock.release()
             # ids handed out inside the rolled-back transaction are void
             for stream_id, key in new_series:
                 self._series.get(stream_id, {}).pop(key, None)
@@ -468,6 +537,9 @@ class SqliteStore:
             if isinstance(exc, sqlite3.DatabaseError):
                 raise StoreError(f"{self.path}: ingest failed: {exc}") from exc
             raise
+        self._write_lock.release()
+        if seen_update:
+            self._last_seen[agent.id] = now_ms
         return Ack(SCHEMA_VERSION, seqs, stored, duplicates, samples)
 
     # ------------------------------------------------------------------------------ reads
@@ -493,7 +565,8 @@ class SqliteStore:
             best: tuple[int, float] | None = None
             for stream_id in self._streams_of(sid):
                 rows = self._db.execute(
-                    "SELECT ts_min, sids, tss, vals FROM chunks WHERE stream_id = ? ORDER BY ts_max DESC LIMIT 8",
+                    "SELECT ts_min, sids, tss, vals FROM runs WHERE stream_id = ? AND n > 0"
+                    " ORDER BY ts_max DESC LIMIT 8",
                     (stream_id,),
                 )
                 for row in rows:
@@ -515,7 +588,7 @@ class SqliteStore:
             points: list[tuple[int, float]] = []
             for stream_id in self._streams_of(sid):
                 rows = self._db.execute(
-                    "SELECT ts_min, sids, tss, vals FROM chunks WHERE stream_id = ? AND ts_max >= ? AND ts_min <= ?",
+                    "SELECT ts_min, sids, tss, vals FROM runs WHERE stream_id = ? AND ts_max >= ? AND ts_min <= ?",
                     (stream_id, start_ms, end_ms),
                 )
                 for row in rows:
@@ -529,11 +602,15 @@ class SqliteStore:
         return {subject: json.loads(text) for subject, text in rows}
 
     async def check_status(self, agent_id: str | None = None) -> list[CheckStatus]:
-        sql = "SELECT agent_id, check_name, ts_ms, ok, duration_s, error FROM check_status"
+        """The latest run of every check (per subject), from the ``runs`` table."""
+        sql = (
+            "SELECT s.agent_id, s.check_name, r.started_ms, r.ok, r.duration_s, r.error FROM streams s"
+            " JOIN runs r ON r.id = (SELECT id FROM runs WHERE stream_id = s.id ORDER BY ts_max DESC LIMIT 1)"
+        )
         rows = (
-            self._db.execute(sql + " WHERE agent_id = ? ORDER BY check_name", (agent_id,))
+            self._db.execute(sql + " WHERE s.agent_id = ? ORDER BY s.check_name", (agent_id,))
             if agent_id
-            else self._db.execute(sql + " ORDER BY agent_id, check_name")
+            else self._db.execute(sql + " ORDER BY s.agent_id, s.check_name")
         )
         return [CheckStatus(r[0], r[1], r[2], bool(r[3]), r[4], r[5]) for r in rows]
 
@@ -554,6 +631,6 @@ class SqliteStore:
         db = self._db
         return {
             "series": int(db.execute("SELECT count(*) FROM series").fetchone()[0]),
-            "chunks": int(db.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()[0]),
+            "runs": int(db.execute("SELECT coalesce(max(id), 0) FROM runs").fetchone()[0]),
             "agents": int(db.execute("SELECT count(*) FROM agents").fetchone()[0]),
         }

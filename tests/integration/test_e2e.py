@@ -49,9 +49,9 @@ def latest(url: str, name: str, **match: str) -> list[dict[str, Any]]:
     return result
 
 
-def chunk_count(db: Path) -> int:
+def run_count(db: Path) -> int:
     with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+        return int(conn.execute("SELECT count(*) FROM runs").fetchone()[0])
 
 
 def test_agent_reports_to_collector_end_to_end(tmp_path: Path, procs: Callable[..., Proc]) -> None:
@@ -138,11 +138,11 @@ def test_agent_reports_to_collector_end_to_end(tmp_path: Path, procs: Callable[.
     assert agent_fams["centerwatch_agent_check_runs"].samples[0].value >= 1
 
     # 5. The collector restarted keeps the data; the agent spools meanwhile and catches up.
-    before = chunk_count(db)
+    before = run_count(db)
     assert collector.stop() == 0
     time.sleep(2.5)  # the agent keeps measuring into its spool while the collector is down
     collector = start_collector(procs, db, port, tmp_path / "collector2.log")
-    assert chunk_count(db) >= before
+    assert run_count(db) >= before
     assert latest(url, "test_replay_value")[0]["value"] == 42.0
     restart_ms = int(time.time() * 1000)
     wait_for(

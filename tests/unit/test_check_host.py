@@ -525,9 +525,7 @@ def test_facts_from_the_linux_capture() -> None:
         }
     ]
     eth0 = next(n for n in facts["nics"] if n["name"] == "eth0")
-    assert eth0["mac"] == next(
-        a["address"] for a in src.data["net_if_addrs"]["eth0"] if a["family"] == "AF_LINK"
-    )
+    assert eth0["mac"] == next(a["address"] for a in src.data["net_if_addrs"]["eth0"] if a["family"] == "AF_LINK")
     assert eth0["addresses"][0] == "192.0.2.2/24"
     assert eth0["addresses"][1].startswith("fd00::2/")
     assert (eth0["speed_mbps"], eth0["duplex"]) == (None, "unknown")
@@ -570,9 +568,7 @@ def test_facts_are_off_when_configured_off() -> None:
 
 
 def test_unknown_facts_are_null_not_missing() -> None:
-    obs = run(
-        FakeSource.load("windows", fail={"platform_info": OSError("no"), "virtual_memory": OSError("no")})
-    )
+    obs = run(FakeSource.load("windows", fail={"platform_info": OSError("no"), "virtual_memory": OSError("no")}))
     assert obs.facts is not None and set(obs.facts) == FACT_KEYS
     assert obs.facts["hostname"] is None and obs.facts["memory_bytes"] is None
     assert len(obs.events) == 2
@@ -589,12 +585,8 @@ def test_windows_11_is_named(release: str, version: str, expected: str) -> None:
 
 # --- helpers of the OS edge ---------------------------------------------------------------------------
 
-_CPUINFO_X86 = (
-    "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel\t\t: 158\nmodel name\t: Intel(R) Core(TM) i5-8500\n"
-)
-_CPUINFO_ARM64 = (
-    "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd08\n\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
-)
+_CPUINFO_X86 = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel\t\t: 158\nmodel name\t: Intel(R) Core(TM) i5-8500\n"
+_CPUINFO_ARM64 = "processor\t: 0\nBogoMIPS\t: 108.00\nCPU part\t: 0xd08\n\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n"
 
 
 @pytest.mark.parametrize(

@@ -67,9 +67,7 @@ def capture(skip_mounts: list[str]) -> dict[str, Any]:
     src = PsutilSource()
     src.cpu_percent_percpu()
     time.sleep(1.0)
-    partitions = [
-        p for p in src.disk_partitions() if not any(fnmatch.fnmatch(p.mountpoint, g) for g in skip_mounts)
-    ]
+    partitions = [p for p in src.disk_partitions() if not any(fnmatch.fnmatch(p.mountpoint, g) for g in skip_mounts)]
     addrs = src.net_if_addrs()
     return {
         "_meta": {
@@ -92,8 +90,7 @@ def capture(skip_mounts: list[str]) -> dict[str, Any]:
         "net_io_counters": attempt(src.net_io_counters),
         "net_if_stats": attempt(src.net_if_stats),
         "net_if_addrs": {
-            nic: [{**plain(a), "family": family_name(a.family)} for a in entries]
-            for nic, entries in addrs.items()
+            nic: [{**plain(a), "family": family_name(a.family)} for a in entries] for nic, entries in addrs.items()
         },
         "boot_time": attempt(src.boot_time),
         "sensors_temperatures": attempt(src.sensors_temperatures),
