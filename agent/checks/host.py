@@ -54,8 +54,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     disk_exclude: tuple[str, ...] = ("loop*", "ram*", "zram*")
     #: Network interfaces not reported, in metrics or facts (fnmatch patterns, case-insensitive).
     nic_exclude: tuple[str, ...] = ("lo", "Loopback Pseudo-Interface*")
-    #: Report facts (hardware, OS, disks, NICs) with every run.
+    #: Report facts (hardware, OS, disks, NICs).
     facts: bool = True
+    #: Facts change rarely: they go out with the first run and then once per this many seconds.
+    facts_interval_s: float = 3600.0
 
 
 # --- the OS edge: psutil-shaped data, as read-only attributes -------------------------------------
@@ -259,11 +261,43 @@ class PsutilSource:
     """The real host, through psutil. Keeps its own CPU-times baseline rather than psutil's
     module-wide one, which any other ``psutil.cpu_percent()`` caller in the process would reset."""
 
+    #: How long slow-changing readings are reused (partitions; sensors known to be absent).
+    PARTITIONS_TTL_S = 60.0
+    NO_SENSORS_RECHECK_S = 600.0
+    #: Link speed/duplex/MTU and CPU frequency: ~0.3 ms of ioctls and sysfs reads per run on a
+    #: small PC, for values that rarely change; reused this long (a link going down shows up to
+    #: this late here, and at once in the switch's SNMP poll and the traffic counters).
+    NIC_STATS_TTL_S = 30.0
+    CPU_FREQ_TTL_S = 60.0
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_percpu: list[CpuTimes] | None = None
         self._loadavg_primed = False
         self._platform: PlatformInfo | None = None
+        self._cpu_counts: dict[bool, int | None] = {}
+        self._partitions: tuple[float, list[DiskPartition]] | None = None
+        self._no_sensors_until: dict[str, float] = {}
+        self._cached: dict[str, tuple[float, Any]] = {}
+
+    def _ttl(self, key: str, ttl_s: float, read: Any) -> Any:
+        now = time.monotonic()
+        hit = self._cached.get(key)
+        if hit is None or now - hit[0] > ttl_s:
+            hit = (now, read())
+            self._cached[key] = hit
+        return hit[1]
+
+    def _sensor(self, name: str) -> Any:
+        """psutil's sensors_* reading, skipped for a while once it is known to give nothing: on
+        machines without sensors, globbing /sys/class/hwmon was a tenth of the check's time."""
+        fn = getattr(psutil, name, None)
+        if fn is None or time.monotonic() < self._no_sensors_until.get(name, 0.0):
+            return None
+        value = fn()
+        if not value:
+            self._no_sensors_until[name] = time.monotonic() + self.NO_SENSORS_RECHECK_S
+        return value
 
     def cpu_percent_percpu(self) -> list[float] | None:
         now: list[CpuTimes] = list(psutil.cpu_times(percpu=True))
@@ -277,11 +311,14 @@ class PsutilSource:
         return psutil.cpu_times()
 
     def cpu_count(self, logical: bool) -> int | None:
-        return psutil.cpu_count(logical=logical)
+        if logical not in self._cpu_counts:  # physical count reads /sys or cpuinfo: once is enough
+            self._cpu_counts[logical] = psutil.cpu_count(logical=logical)
+        return self._cpu_counts[logical]
 
     def cpu_freq(self) -> CpuFreq | None:
         fn = getattr(psutil, "cpu_freq", None)
-        return None if fn is None else fn()
+        value: CpuFreq | None = None if fn is None else self._ttl("cpu_freq", self.CPU_FREQ_TTL_S, fn)
+        return value
 
     def getloadavg(self) -> tuple[float, float, float] | None:
         fn = getattr(psutil, "getloadavg", None)
@@ -298,13 +335,22 @@ class PsutilSource:
         return psutil.virtual_memory()
 
     def swap_memory(self) -> SwapMemory:
+        if sys.platform.startswith("linux"):
+            # psutil also reads /proc/vmstat for swap-in/out counts we do not report: half the cost.
+            try:
+                return _linux_swap()
+            except (OSError, ValueError, KeyError):
+                pass
         return psutil.swap_memory()
 
     def disk_partitions(self) -> list[DiskPartition]:
         # Windows: all=False skips network drives and floppies but keeps fixed, removable, CD-ROM.
         # Elsewhere all=True, so that nodev filesystems such as ZFS are not lost; pseudo and
         # network filesystems are excluded by type (Config.filesystems_exclude_types).
-        return list(psutil.disk_partitions(all=sys.platform != "win32"))
+        now = time.monotonic()
+        if self._partitions is None or now - self._partitions[0] > self.PARTITIONS_TTL_S:
+            self._partitions = (now, list(psutil.disk_partitions(all=sys.platform != "win32")))
+        return self._partitions[1]
 
     def disk_usage(self, mountpoint: str) -> DiskUsage:
         return psutil.disk_usage(mountpoint)
@@ -316,7 +362,8 @@ class PsutilSource:
         return psutil.net_io_counters(pernic=True)
 
     def net_if_stats(self) -> Mapping[str, NicStats]:
-        return psutil.net_if_stats()
+        value: Mapping[str, NicStats] = self._ttl("net_if_stats", self.NIC_STATS_TTL_S, psutil.net_if_stats)
+        return value
 
     def net_if_addrs(self) -> Mapping[str, Sequence[NicAddr]]:
         return psutil.net_if_addrs()
@@ -325,16 +372,16 @@ class PsutilSource:
         return psutil.boot_time()
 
     def sensors_temperatures(self) -> Mapping[str, Sequence[Temperature]] | None:
-        fn = getattr(psutil, "sensors_temperatures", None)
-        return None if fn is None else fn()
+        value: Mapping[str, Sequence[Temperature]] | None = self._sensor("sensors_temperatures")
+        return value
 
     def sensors_fans(self) -> Mapping[str, Sequence[Fan]] | None:
-        fn = getattr(psutil, "sensors_fans", None)
-        return None if fn is None else fn()
+        value: Mapping[str, Sequence[Fan]] | None = self._sensor("sensors_fans")
+        return value
 
     def sensors_battery(self) -> Battery | None:
-        fn = getattr(psutil, "sensors_battery", None)
-        return None if fn is None else fn()
+        value: Battery | None = self._sensor("sensors_battery")
+        return value
 
     def platform_info(self) -> PlatformInfo:
         if self._platform is None:  # static; on Windows platform.uname() runs `cmd /c ver` once
@@ -355,6 +402,22 @@ class PsutilSource:
 
     def process_count(self) -> int:
         return len(psutil.pids())
+
+
+class _Swap(NamedTuple):
+    total: int
+    used: int
+
+
+def _linux_swap() -> _Swap:
+    fields: dict[str, int] = {}
+    with open("/proc/meminfo", "rb") as fh:
+        for line in fh:
+            if line.startswith((b"SwapTotal:", b"SwapFree:")):
+                name, value = line.split(b":", 1)
+                fields[name.decode()] = int(value.split()[0]) * 1024
+    total = fields["SwapTotal"]
+    return _Swap(total, total - fields["SwapFree"])
 
 
 def _read_cpu_model() -> str:
@@ -414,9 +477,14 @@ def _ratio(part: float, whole: float) -> float | None:
     return min(1.0, max(0.0, part / whole))
 
 
-def collect_with(source: HostSource, ctx: CheckContext[Config]) -> Observations:
-    """Read everything through ``source`` and return the samples, facts and partial events."""
+def collect_with(source: HostSource, ctx: CheckContext[Config], *, facts: bool | None = None) -> Observations:
+    """Read everything through ``source`` and return the samples, facts and partial events.
+
+    ``facts`` overrides ``ctx.config.facts`` for this run (the check sends them only now and then).
+    """
     cfg = ctx.config
+    if facts is not None and facts != cfg.facts:
+        cfg = msgspec.structs.replace(cfg, facts=facts)
     obs = Observations(ts_ms=ctx.clock_ms())
     counts = _cpu(source, cfg, obs)
     memory_total = _memory(source, obs)
@@ -674,6 +742,8 @@ class _Runtime:
     source: PsutilSource | None = None
     #: monotonic start of the collection running in a worker thread, if any
     running_since: float | None = None
+    #: monotonic time facts were last sent
+    facts_sent: float | None = None
 
 
 _runtime = _Runtime()
@@ -690,12 +760,19 @@ async def collect(ctx: CheckContext[Config]) -> Observations:
         )
     if _runtime.source is None:
         _runtime.source = PsutilSource()
-    return await asyncio.to_thread(_collect_in_thread, _runtime.source, ctx)
+    now = time.monotonic()
+    facts = ctx.config.facts and (
+        _runtime.facts_sent is None or now - _runtime.facts_sent >= ctx.config.facts_interval_s
+    )
+    obs = await asyncio.to_thread(_collect_in_thread, _runtime.source, ctx, facts)
+    if facts and obs.facts is not None:
+        _runtime.facts_sent = now
+    return obs
 
 
-def _collect_in_thread(source: PsutilSource, ctx: CheckContext[Config]) -> Observations:
+def _collect_in_thread(source: PsutilSource, ctx: CheckContext[Config], facts: bool) -> Observations:
     _runtime.running_since = time.monotonic()
     try:
-        return collect_with(source, ctx)
+        return collect_with(source, ctx, facts=facts)
     finally:
         _runtime.running_since = None
