@@ -66,7 +66,8 @@ async def run_agent(config: AgentConfig, source: str, *, transport: httpx.AsyncB
             spool.append(_ENCODER.encode(result.body), result.body.started_ms)
             if result.observations is not None:
                 state.latest[result.check] = result.observations.samples
-            uploader.wake.set()
+            if spool.stats_bytes() >= config.upload.max_batch_bytes:
+                uploader.wake.set()  # a full batch is waiting: no need to sit out the interval
 
         scheduler = Scheduler(specs, modules, sink, stats=state.checks)
         server = None

@@ -57,6 +57,7 @@ class Spool:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute("PRAGMA cache_size=-512")  # 512 KiB: the spool is append/scan only
             self._db.executescript(_SCHEMA)
             self._db.execute(
                 "INSERT INTO sqlite_sequence (name, seq) SELECT 'entries', ? WHERE NOT EXISTS"
@@ -202,6 +203,9 @@ class Spool:
             dropped_bytes=self._counter("dropped_bytes"),
             rejected_entries=self._counter("rejected_entries"),
         )
+
+    def stats_bytes(self) -> int:
+        return self._bytes
 
     def __len__(self) -> int:
         return self._count

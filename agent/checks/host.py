@@ -16,6 +16,7 @@ import asyncio
 import fnmatch
 import ipaddress
 import math
+import os
 import platform
 import socket
 import sys
@@ -269,6 +270,7 @@ class PsutilSource:
     #: this late here, and at once in the switch's SNMP poll and the traffic counters).
     NIC_STATS_TTL_S = 30.0
     CPU_FREQ_TTL_S = 60.0
+    PROCESS_COUNT_TTL_S = 60.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -335,12 +337,6 @@ class PsutilSource:
         return psutil.virtual_memory()
 
     def swap_memory(self) -> SwapMemory:
-        if sys.platform.startswith("linux"):
-            # psutil also reads /proc/vmstat for swap-in/out counts we do not report: half the cost.
-            try:
-                return _linux_swap()
-            except (OSError, ValueError, KeyError):
-                pass
         return psutil.swap_memory()
 
     def disk_partitions(self) -> list[DiskPartition]:
@@ -369,7 +365,8 @@ class PsutilSource:
         return psutil.net_if_addrs()
 
     def boot_time(self) -> float:
-        return psutil.boot_time()
+        value: float = self._ttl("boot_time", 3600.0, psutil.boot_time)  # changes only on a clock step
+        return value
 
     def sensors_temperatures(self) -> Mapping[str, Sequence[Temperature]] | None:
         value: Mapping[str, Sequence[Temperature]] | None = self._sensor("sensors_temperatures")
@@ -401,23 +398,118 @@ class PsutilSource:
         return len(psutil.users())
 
     def process_count(self) -> int:
-        return len(psutil.pids())
+        # Listing /proc costs ~0.2 ms of kernel time on a quiet PC; a count a minute old is fine.
+        value: int = self._ttl("process_count", self.PROCESS_COUNT_TTL_S, lambda: len(psutil.pids()))
+        return value
+
+
+class _Memory(NamedTuple):
+    total: int
+    available: int
+
+
+class _CpuTimes(NamedTuple):
+    user: float
+    nice: float
+    system: float
+    idle: float
+    iowait: float
+    irq: float
+    softirq: float
+    steal: float
+
+
+class _DiskIO(NamedTuple):
+    read_count: int
+    write_count: int
+    read_bytes: int
+    write_bytes: int
+    busy_time: int
+
+
+class LinuxSource(PsutilSource):
+    """psutil, with the three hottest Linux readings done in one pass each.
+
+    Measured cold (a run every 15 s, caches cold) on a 2-core VM: psutil read /proc/stat twice
+    (per-CPU and total), /proc/meminfo twice (memory and swap) and, for disk I/O, one sysfs file
+    per disk besides /proc/diskstats: ~1.3 ms of the host check's ~2.4 ms. Here each file is read
+    once; everything else is psutil's.
+    """
+
+    _TICK = 1.0 / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._percpu_raw: list[_CpuTimes] | None = None
+        self._meminfo: dict[bytes, int] | None = None
+
+    def _read_stat(self) -> list[_CpuTimes]:
+        tick = self._TICK
+        cpus = []
+        with open("/proc/stat", "rb") as fh:
+            for line in fh:
+                if not line.startswith(b"cpu"):
+                    break
+                if line.startswith(b"cpu "):
+                    continue
+                fields = [int(x) * tick for x in line.split()[1:9]]
+                fields += [0.0] * (8 - len(fields))
+                # guest time is already included in user: reporting it again would count it twice
+                cpus.append(_CpuTimes(*fields))
+        return cpus
+
+    def cpu_percent_percpu(self) -> list[float] | None:
+        now = self._read_stat()
+        self._percpu_raw = now
+        with self._lock:
+            before, self._last_percpu = self._last_percpu, list(now)
+        if before is None or len(before) != len(now):
+            return None
+        return [cpu_busy_percent(b, a) for b, a in zip(before, now, strict=True)]
+
+    def cpu_times(self) -> CpuTimes:
+        cpus = self._percpu_raw if self._percpu_raw is not None else self._read_stat()
+        self._percpu_raw = None  # the next run reads afresh
+        return _CpuTimes(*(sum(values) for values in zip(*cpus, strict=True)))
+
+    def _mem(self) -> dict[bytes, int]:
+        info = self._meminfo
+        if info is None:
+            info = {}
+            with open("/proc/meminfo", "rb") as fh:
+                for line in fh:
+                    name, _, rest = line.partition(b":")
+                    info[name] = int(rest.split()[0]) * 1024
+            self._meminfo = info
+        return info
+
+    def virtual_memory(self) -> VirtualMemory:
+        info = self._mem()
+        if b"MemAvailable" not in info:  # kernels before 3.14: psutil knows how to estimate it
+            return psutil.virtual_memory()
+        return _Memory(info[b"MemTotal"], info[b"MemAvailable"])
+
+    def swap_memory(self) -> SwapMemory:
+        info = self._mem()
+        self._meminfo = None  # memory is read first, swap second: the next run reads afresh
+        return _Swap(info[b"SwapTotal"], info[b"SwapTotal"] - info[b"SwapFree"])
+
+    def disk_io_counters(self) -> Mapping[str, DiskIO]:
+        disks: set[str] = self._ttl("block_devices", self.PARTITIONS_TTL_S, lambda: set(os.listdir("/sys/block")))
+        out: dict[str, DiskIO] = {}
+        with open("/proc/diskstats", "rb") as fh:
+            for line in fh:
+                f = line.split()
+                name = f[2].decode()
+                if name in disks and len(f) >= 14:  # whole disks only: partitions would double-count
+                    # /proc/diskstats counts 512-byte sectors whatever the device's sector size
+                    out[name] = _DiskIO(int(f[3]), int(f[7]), int(f[5]) * 512, int(f[9]) * 512, int(f[12]))
+        return out
 
 
 class _Swap(NamedTuple):
     total: int
     used: int
-
-
-def _linux_swap() -> _Swap:
-    fields: dict[str, int] = {}
-    with open("/proc/meminfo", "rb") as fh:
-        for line in fh:
-            if line.startswith((b"SwapTotal:", b"SwapFree:")):
-                name, value = line.split(b":", 1)
-                fields[name.decode()] = int(value.split()[0]) * 1024
-    total = fields["SwapTotal"]
-    return _Swap(total, total - fields["SwapFree"])
 
 
 def _read_cpu_model() -> str:
@@ -759,7 +851,7 @@ async def collect(ctx: CheckContext[Config]) -> Observations:
             "(blocked in an OS call?); not starting another"
         )
     if _runtime.source is None:
-        _runtime.source = PsutilSource()
+        _runtime.source = LinuxSource() if sys.platform.startswith("linux") else PsutilSource()
     now = time.monotonic()
     facts = ctx.config.facts and (
         _runtime.facts_sent is None or now - _runtime.facts_sent >= ctx.config.facts_interval_s
