@@ -80,7 +80,14 @@ def sample_block(agent_index: int) -> bytes:
     return json.dumps(samples, separators=(",", ":")).encode()
 
 
-async def drive(port: int, agents: list[tuple[str, str]], seconds: float, level: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+async def drive(
+    port: int,
+    agents: list[tuple[str, str]],
+    seconds: float,
+    level: int,
+    interval: float,
+    out: mp.Queue,  # type: ignore[type-arg]
+) -> None:
     latencies: list[float] = []
     errors = 0
     batches = 0
@@ -93,7 +100,11 @@ async def drive(port: int, agents: list[tuple[str, str]], seconds: float, level:
         block = sample_block(index)
         seq = base_seq
         ts = int(time.time() * 1000) - 3_600_000
+        next_at = time.monotonic() + interval * index / max(len(agents), 1)
         while time.monotonic() < deadline:
+            if interval:  # paced: one batch per agent every `interval` seconds (offered load)
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at += interval
             seq += 1
             ts += 1000
             body = (
@@ -129,8 +140,15 @@ async def drive(port: int, agents: list[tuple[str, str]], seconds: float, level:
     out.put((batches, errors, latencies, usage.ru_utime + usage.ru_stime))
 
 
-def generator(port: int, agents: list[tuple[str, str]], seconds: float, level: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
-    asyncio.run(drive(port, agents, seconds, level, out))
+def generator(
+    port: int,
+    agents: list[tuple[str, str]],
+    seconds: float,
+    level: int,
+    interval: float,
+    out: mp.Queue,  # type: ignore[type-arg]
+) -> None:
+    asyncio.run(drive(port, agents, seconds, level, interval, out))
 
 
 def enroll(url: str, db: Path, n: int) -> list[tuple[str, str]]:
@@ -157,7 +175,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--gzip-level", type=int, default=1)
     ap.add_argument("--generators", type=int, default=1)
-    ap.add_argument("--profile", help="write a py-spy flame graph of the collector to this SVG")
+    ap.add_argument("--profile", help="write py-spy raw stacks of the collector to this file")
+    ap.add_argument("--rate", type=float, default=0.0, help="offered samples/s (0 = as fast as it goes)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"
@@ -208,7 +227,11 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,
                 )
             cpu0, t0 = cpu_seconds(server.pid), time.perf_counter()
-            procs = [mp.Process(target=generator, args=(port, g, args.seconds, args.gzip_level, out)) for g in groups]
+            interval = args.agents * SAMPLES_PER_BATCH / args.rate if args.rate else 0.0
+            procs = [
+                mp.Process(target=generator, args=(port, g, args.seconds, args.gzip_level, interval, out))
+                for g in groups
+            ]
             for p in procs:
                 p.start()
             results = [out.get(timeout=args.seconds + 60) for _ in procs]
