@@ -297,7 +297,7 @@ class SqliteStore:
             self._checkpointer.start()
         self._write_lock = WriteLock(path.with_name(path.name + ".writelock"))
         self._last_seen: dict[str, int] = {}
-        self._shapes: dict[int, tuple[list[SeriesKey], list[int]]] = {}
+        self._shapes: dict[int, tuple[list[tuple[str, dict[str, str]]], bytes]] = {}
         self._streams: dict[tuple[str, str, str], int] = {}
         self._series: dict[int, dict[SeriesKey, int]] = {}
 
@@ -418,17 +418,24 @@ class SqliteStore:
         stream_id = self._streams.get((agent.id, part.check, part.subject))
         if not part.samples:
             return _Prepared(part, stream_id, [], _EMPTY, _EMPTY, part.started_ms, part.started_ms)
-        keys = [(x.name, tuple(x.labels.items())) for x in part.samples]
+        # A stream's runs usually carry the same series in the same order: comparing (name,
+        # labels) pairs with the last run's (in C) is much cheaper than building and hashing a
+        # key per sample, and the packed ids are reused as they are.
+        pairs = [(x.name, x.labels) for x in part.samples]
         shape = self._shapes.get(stream_id) if stream_id is not None else None
-        if shape is not None and shape[0] == keys:
-            # A stream's runs usually carry the same series in the same order: comparing the
-            # lists (in C) is cheaper than hashing every nested key for the dict lookups.
-            ids: list[int | None] = list(shape[1])
+        keys: list[SeriesKey] = []
+        if shape is not None and shape[0] == pairs:
+            ids: list[int | None] = []
+            sids: bytes | None = shape[1]
         else:
             cache = self._series.get(stream_id, {}) if stream_id is not None else {}
+            keys = [(name, tuple(labels.items())) for name, labels in pairs]
             ids = [cache.get(k) for k in keys]
-            if stream_id is not None and None not in ids:
-                self._shapes[stream_id] = (keys, ids)  # type: ignore[assignment]  # no None left
+            sids = None
+            if None not in ids:
+                sids = _pack_ids(ids)  # type: ignore[arg-type]  # no None left
+                if stream_id is not None:
+                    self._shapes[stream_id] = (pairs, sids)
         ts_arr = array("q", [x.ts_ms for x in part.samples])
         val_arr = array("d", [x.value for x in part.samples])
         ts_min, ts_max = min(ts_arr), max(ts_arr)
@@ -436,10 +443,7 @@ class SqliteStore:
             ts_arr.byteswap()
             val_arr.byteswap()
         tss = _EMPTY if ts_min == ts_max else ts_arr.tobytes()
-        prepared = _Prepared(part, stream_id, ids, tss, val_arr.tobytes(), ts_min, ts_max, keys, None)
-        if None not in ids:
-            prepared.sids = _pack_ids(ids)  # type: ignore[arg-type]  # no None left
-        return prepared
+        return _Prepared(part, stream_id, ids, tss, val_arr.tobytes(), ts_min, ts_max, keys, sids)
 
     async def ingest(self, agent: AgentRecord, batch: Batch, now_ms: int) -> Ack:
         db = self._db
