@@ -13,6 +13,7 @@ import httpx
 import msgspec
 from prometheus_client import start_http_server
 
+from agent.checks.base import CollectorLink
 from agent.config import AgentConfig, CheckSpec, check_specs
 from agent.errors import ConfigError
 from agent.exporter import AgentState, build_registry
@@ -69,7 +70,8 @@ async def run_agent(config: AgentConfig, source: str, *, transport: httpx.AsyncB
             if spool.stats_bytes() >= config.upload.max_batch_bytes:
                 uploader.wake.set()  # a full batch is waiting: no need to sit out the interval
 
-        scheduler = Scheduler(specs, modules, sink, stats=state.checks)
+        link = CollectorLink(config.collector_url, identity.agent_token)
+        scheduler = Scheduler(specs, modules, sink, stats=state.checks, collector=link)
         server = None
         if listen:
             try:

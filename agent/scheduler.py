@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from agent.checks.base import CheckContext, Observations, wall_ms
+from agent.checks.base import CheckContext, CollectorLink, Observations, wall_ms
 from agent.config import CheckSpec
 from centerwatch.wire import Event, Sample
 
@@ -65,9 +65,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def run_once(spec: CheckSpec, module: ModuleType, clock_ms: Callable[[], int] = wall_ms) -> RunResult:
+async def run_once(
+    spec: CheckSpec, module: ModuleType, clock_ms: Callable[[], int] = wall_ms, collector: CollectorLink | None = None
+) -> RunResult:
     """One run of one check under its deadline. Never raises (except cancellation)."""
-    ctx: CheckContext[Any] = CheckContext(spec.name, spec.config, clock_ms)
+    ctx: CheckContext[Any] = CheckContext(spec.name, spec.config, clock_ms, collector)
     started_ms = clock_ms()
     t0 = time.perf_counter()
     obs: Observations | None = None
@@ -97,6 +99,7 @@ class Scheduler:
     clock_ms: Callable[[], int] = wall_ms
     rng: random.Random = field(default_factory=random.Random)
     stats: dict[str, CheckStats] = field(default_factory=dict)
+    collector: CollectorLink | None = None
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -110,7 +113,7 @@ class Scheduler:
         await asyncio.sleep(self.rng.uniform(0, min(interval, 5.0) * 0.2))
         next_at = time.monotonic()
         while True:
-            result = await run_once(spec, self.modules[spec.name], self.clock_ms)
+            result = await run_once(spec, self.modules[spec.name], self.clock_ms, self.collector)
             stats.runs += 1
             stats.last_duration_s = result.body.duration_s
             stats.last_ok = result.body.ok

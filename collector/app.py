@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from centerwatch import __version__
-from collector.api import enroll, fleet, ingest
+from collector.api import enroll, fleet, ingest, speedtest
 from collector.api import errors as api_errors
 from collector.api.ingest import IngestFastPath
 from collector.context import AppContext
@@ -52,6 +52,6 @@ def create_app(settings: Settings) -> IngestFastPath:
     app = FastAPI(title="CenterWatch collector", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
     api_errors.install(app)
-    for module in (ingest, enroll, fleet, pages):
+    for module in (ingest, enroll, fleet, speedtest, pages):
         app.include_router(module.router)
     return IngestFastPath(app, ctx)

@@ -30,6 +30,14 @@ def wall_ms() -> int:
 
 
 @dataclass(frozen=True)
+class CollectorLink:
+    """The collector as a measurement peer (throughput tests), never as a place to report to."""
+
+    url: str
+    token: str
+
+
+@dataclass(frozen=True)
 class CheckContext(Generic[C]):
     """What a check gets: its config and the clock. OS edges are passed to checks in their config
     or as module-level adapters behind a Protocol, so tests can hand in fakes."""
@@ -37,6 +45,7 @@ class CheckContext(Generic[C]):
     name: str
     config: C
     clock_ms: Callable[[], int] = wall_ms
+    collector: CollectorLink | None = None
 
 
 @dataclass
