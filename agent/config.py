@@ -28,6 +28,12 @@ Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 #: name → module of every check the agent knows; a module is imported only when enabled.
 CHECK_MODULES: dict[str, str] = {
     "host": "agent.checks.host",
+    "dns": "agent.checks.dns",
+    "tcp": "agent.checks.tcp",
+    "http": "agent.checks.http",
+    "icmp": "agent.checks.icmp",
+    "network": "agent.checks.network",
+    "throughput": "agent.checks.throughput",
 }
 
 
@@ -59,7 +65,8 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metrics_listen: str = "127.0.0.1:9464"
     spool: SpoolConfig = SpoolConfig()
     upload: UploadConfig = UploadConfig()
-    checks: dict[str, dict[str, Any]] = msgspec.field(default_factory=lambda: {"host": {}})
+    #: check name → its settings; validated by ``check_specs`` against each check's own Config
+    checks: dict[str, Any] = msgspec.field(default_factory=lambda: {"host": {}})
 
 
 class CheckSpec(msgspec.Struct, frozen=True):

@@ -95,14 +95,17 @@ class Uploader:
                 return ACK_DECODER.decode(response.content)
             except msgspec.DecodeError as exc:
                 raise Retryable(f"unreadable acknowledgement: {exc}") from exc
+        ours = True
         try:
             err = _ERROR_DECODER.decode(response.content)
             code, message = err.error, err.message + (f" ({err.where})" if err.where else "")
         except msgspec.DecodeError:
+            ours = False  # a proxy's or load balancer's page, not the collector's verdict
             code, message = "http_error", response.text[:200]
-        if response.status_code in (401, 403) and code in ("unauthorized", "revoked", "wrong_agent"):
+        if response.status_code in (401, 403):
             raise Retryable(f"HTTP {response.status_code} {code}: {message}", auth=True)
-        if response.status_code in (408, 429) or response.status_code >= 500:
+        if not ours or response.status_code not in (400, 413, 415, 422):
+            # Only the collector's own refusal of the content drops data; anything else may pass.
             raise Retryable(f"HTTP {response.status_code} {code}: {message}")
         raise UploadRejected(response.status_code, code, message)
 

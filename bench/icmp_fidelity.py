@@ -130,7 +130,7 @@ def inner(count: int, spacing_ms: float) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from agent.checks.icmp import Config, ping_round
 
-    cfg = Config(count=count, spacing_s=spacing_ms / 1000, timeout_s=1.0)
+    cfg = Config(count=count, spacing_s=spacing_ms / 1000, reply_timeout_s=1.0)
     t0 = time.monotonic()
     result = asyncio.run(ping_round(B_ADDR, cfg))
     elapsed = time.monotonic() - t0
@@ -225,7 +225,7 @@ def main() -> None:
               f" (the 20-probe round after it adds to the counter: compared before it)")  # fmt: skip
         print(f"  round of 20 at 20 ms, first to last send: {base['span']:.4f} s without loss,"
               f" {lossy20['span']:.4f} s with 10 % loss ({int(lossy20['sent']) - int(lossy20['received'])} lost);"
-              f" whole round {base['elapsed']:.3f} s / {lossy20['elapsed']:.3f} s (a loss waits timeout_s = 1 s"
+              f" whole round {base['elapsed']:.3f} s / {lossy20['elapsed']:.3f} s (a loss waits reply_timeout_s = 1 s"
               " after the last send)")  # type: ignore[call-overload]  # fmt: skip
 
 

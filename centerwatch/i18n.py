@@ -61,6 +61,6 @@ def _accept_tokens(header: str) -> Iterable[str]:
                 quality = float(params.strip()[2:])
             except ValueError:
                 quality = 0.0
-        if lang:
+        if lang and quality > 0:  # q=0 means "not acceptable" (RFC 9110 §12.4.2)
             weighted.append((-quality, index, lang))
     return [lang for _, _, lang in sorted(weighted)]

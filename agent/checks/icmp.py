@@ -1,7 +1,7 @@
 """ICMP echo rounds, SmokePing style, timed like fping or better.
 
 Each run sends ``count`` echo requests per target on a fixed schedule (``spacing_s`` apart; a lost
-reply never delays the next send), then waits ``timeout_s`` after the last one. Per round it
+reply never delays the next send), then waits ``reply_timeout_s`` after the last one. Per round it
 reports RTT min / median / mean / p95 / max, standard deviation, jitter (mean absolute difference
 of consecutive RTTs), loss ratio, duplicates and late replies.
 
@@ -70,7 +70,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: time between two sends to one target; losses never stretch it
     spacing_s: Annotated[float, msgspec.Meta(ge=0.001, le=10)] = 0.05
     #: a reply later than this after its request counts as lost (and as late if it comes)
-    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=30)] = 1.0
+    reply_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=30)] = 1.0
     payload_bytes: Annotated[int, msgspec.Meta(ge=16, le=1400)] = 56
     kernel_timestamps: bool = True
 
@@ -265,7 +265,7 @@ class _Pinger:
                     entry.kernel_ns = stamp
 
     def result(self) -> RoundResult:
-        timeout_ns = int(self.cfg.timeout_s * 1e9)
+        timeout_ns = int(self.cfg.reply_timeout_s * 1e9)
         rtts: list[float] = []
         per_seq: list[tuple[int, float | None]] = []
         kernel_timed = 0
@@ -331,7 +331,7 @@ async def ping_round(address: str, cfg: Config, clock: Callable[[], float] = tim
         pinger.all_sent = True
         if len(pinger.replies) < len(pinger.order):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pinger.done.wait(), cfg.timeout_s)
+                await asyncio.wait_for(pinger.done.wait(), cfg.reply_timeout_s)
         if pinger.timestamps:
             pinger._drain_errqueue()  # TX stamps can trail the replies by microseconds
     finally:

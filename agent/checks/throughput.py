@@ -31,7 +31,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timezone: str = DEFAULT_TZ
     #: run whatever the time (on demand, tests)
     ignore_window: bool = False
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    transfer_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 120.0
 
 
 async def _download(client: httpx.AsyncClient, url: str, token: str, size: int) -> tuple[int, float]:
@@ -77,7 +77,7 @@ async def collect(ctx: CheckContext[Config]) -> Observations:
     if ctx.collector is None:
         raise RuntimeError("the throughput check needs the collector as its peer; run it from `centerwatch-agent run`")
     url, token = ctx.collector.url.rstrip("/"), ctx.collector.token
-    async with httpx.AsyncClient(timeout=cfg.timeout_s) as client:
+    async with httpx.AsyncClient(timeout=cfg.transfer_timeout_s) as client:
         for direction, size, contract, run in (
             ("download", cfg.download_bytes, cfg.contracted_download_mbps, _download),
             ("upload", cfg.upload_bytes, cfg.contracted_upload_mbps, _upload),

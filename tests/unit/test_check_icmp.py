@@ -73,7 +73,7 @@ def test_report_resolution_failure() -> None:
 async def test_round_on_loopback_is_complete_and_kernel_timed(address: str) -> None:
     if address == "::1" and not socket.has_ipv6:
         pytest.skip("no IPv6 on this host")
-    cfg = icmp.Config(count=20, spacing_s=0.005, timeout_s=0.5)
+    cfg = icmp.Config(count=20, spacing_s=0.005, reply_timeout_s=0.5)
     result = await icmp.ping_round(address, cfg)
     assert result.error is None, result.error
     assert (result.sent, result.received, result.duplicates, result.late) == (20, 20, 0, 0)
@@ -84,7 +84,7 @@ async def test_round_on_loopback_is_complete_and_kernel_timed(address: str) -> N
 
 async def test_sends_keep_their_schedule() -> None:
     """20 sends at 20 ms spacing take ~380 ms whatever happens to the replies."""
-    cfg = icmp.Config(count=20, spacing_s=0.02, timeout_s=0.2)
+    cfg = icmp.Config(count=20, spacing_s=0.02, reply_timeout_s=0.2)
     t0 = time.monotonic()
     result = await icmp.ping_round("127.0.0.1", cfg)
     elapsed = time.monotonic() - t0
@@ -97,7 +97,7 @@ async def test_collect_probes_targets_concurrently_and_reports_each() -> None:
         targets=(icmp.Target(name="lo4", address="127.0.0.1"), icmp.Target(name="lo6", address="::1", uplink="lan")),
         count=5,
         spacing_s=0.01,
-        timeout_s=0.3,
+        reply_timeout_s=0.3,
     )
     obs = await asyncio.wait_for(icmp.collect(CheckContext("icmp", cfg)), 2.0)
     success = {s.labels["target"]: s.value for s in obs.samples if s.name == "probe_success"}
