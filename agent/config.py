@@ -51,6 +51,10 @@ class UploadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     gzip: bool = True
     fresh_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.25
 
+    def __post_init__(self) -> None:
+        if self.backoff_min_s > self.backoff_max_s:
+            raise ValueError("backoff_min_s must not exceed backoff_max_s")
+
 
 class CheckSchedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     interval_s: Seconds = 15.0
@@ -59,7 +63,7 @@ class CheckSchedule(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    collector_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+    collector_url: str
     data_dir: str
     enrollment_token: str = ""
     metrics_listen: str = "127.0.0.1:9464"
@@ -67,6 +71,10 @@ class AgentConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     upload: UploadConfig = UploadConfig()
     #: check name → its settings; validated by ``check_specs`` against each check's own Config
     checks: dict[str, Any] = msgspec.field(default_factory=lambda: {"host": {}})
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.collector_url):
+            raise ValueError(f"collector_url: expected an http:// or https:// URL, got {self.collector_url!r}")
 
 
 class CheckSpec(msgspec.Struct, frozen=True):
@@ -103,6 +111,12 @@ def _split_msgspec_error(exc: msgspec.ValidationError) -> tuple[str, str]:
     unknown = re.match(r"Object contains unknown field `([^`]*)`", m.group("msg"))
     if unknown:
         return ".".join(p for p in (path, unknown.group(1)) if p), "unknown key"
+    missing = re.match(r"Object missing required field `([^`]*)`", m.group("msg"))
+    if missing:
+        return ".".join(p for p in (path, missing.group(1)) if p), "required key is missing"
+    own = re.match(r"(\w+): (.*)", m.group("msg"))
+    if own and not path and own.group(1) in AgentConfig.__struct_fields__:  # our __post_init__ checks
+        return own.group(1), own.group(2)
     msg = m.group("msg").replace("`", "")
     return path, msg[:1].lower() + msg[1:]
 

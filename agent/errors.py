@@ -25,6 +25,14 @@ class EnrollError(AgentError):
     """Enrollment with the collector failed; the message says why."""
 
 
+class Retryable(AgentError):
+    """The upload may succeed later: network trouble, the collector busy or down, auth refused."""
+
+    def __init__(self, reason: str, *, auth: bool = False) -> None:
+        super().__init__(reason)
+        self.auth = auth
+
+
 class UploadRejected(AgentError):
     """The collector refused a batch for what it contains (4xx other than auth)."""
 

@@ -74,10 +74,13 @@ async def run_once(
     t0 = time.perf_counter()
     obs: Observations | None = None
     error: str | None = None
+    deadline = asyncio.timeout(spec.schedule.timeout_s)
     try:
-        obs = await asyncio.wait_for(module.collect(ctx), spec.schedule.timeout_s)
-    except TimeoutError:
-        error = f"timeout after {spec.schedule.timeout_s:g} s"
+        async with deadline:
+            obs = await module.collect(ctx)
+    except TimeoutError as exc:
+        # the scheduler's deadline, or a TimeoutError the check let out (its own socket timeout)
+        error = f"timeout after {spec.schedule.timeout_s:g} s" if deadline.expired() else _describe(exc)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - a failing check is data, never the end of the agent

@@ -23,7 +23,7 @@ import httpx
 import msgspec
 
 from agent.config import UploadConfig
-from agent.errors import UploadRejected
+from agent.errors import Retryable, UploadRejected
 from agent.spool import Entry, Spool
 from centerwatch.wire import ACK_DECODER, SCHEMA_VERSION, Ack, ErrorBody
 
@@ -41,14 +41,6 @@ def build_batch(agent_id: str, sent_ms: int, entries: list[Entry]) -> bytes:
     )
     parts = [b'{"seq":%d,%s' % (e.seq, e.payload[1:]) for e in entries]
     return head + b",".join(parts) + b"]}"
-
-
-class Retryable(Exception):
-    """The upload may succeed later: network trouble, the collector busy or down."""
-
-    def __init__(self, reason: str, *, auth: bool = False) -> None:
-        super().__init__(reason)
-        self.auth = auth
 
 
 @dataclass
@@ -109,8 +101,10 @@ class Uploader:
             raise Retryable(f"HTTP {response.status_code} {code}: {message}")
         raise UploadRejected(response.status_code, code, message)
 
-    async def send(self, entries: list[Entry]) -> None:
-        """Send, bisecting a refused batch down to the parts the collector will never take."""
+    async def send(self, entries: list[Entry]) -> int:
+        """Send, bisecting a refused batch down to the parts the collector will never take.
+
+        Returns how many parts left the spool (acknowledged or refused for good)."""
         try:
             ack = await self.post(entries)
         except UploadRejected as exc:
@@ -118,26 +112,24 @@ class Uploader:
                 log.error("collector refused part seq=%d (%s); dropping it", entries[0].seq, exc)
                 self.spool.reject([entries[0].seq])
                 self.stats.parts_rejected += 1
-                return
+                return 1
             half = len(entries) // 2
-            await self.send(entries[:half])
-            await self.send(entries[half:])
-            return
+            return await self.send(entries[:half]) + await self.send(entries[half:])
         self.spool.delete(ack.seqs)
         self.stats.parts_sent += len(ack.seqs)
+        return len(ack.seqs)
 
     async def upload_once(self) -> int:
         """Upload one batch if any is waiting; returns how many parts left the spool."""
         entries = self.spool.select(self.config.max_batch_bytes, self.config.fresh_share)
         if not entries:
             return 0
-        before = len(self.spool)
-        await self.send(entries)
+        moved = await self.send(entries)
         self.stats.batches_ok += 1
         self.stats.last_success_ms = self.clock_ms()
         self.stats.consecutive_failures = 0
         self.stats.last_error = None
-        return before - len(self.spool)
+        return moved
 
     def backoff_s(self, auth: bool) -> float:
         cfg = self.config

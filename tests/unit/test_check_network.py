@@ -30,8 +30,13 @@ def states(obs: Observations, gateway: str | None = "gw") -> dict[str, tuple[str
 
 
 def test_internet_cut_while_the_wan_works() -> None:
-    obs = round_obs(("gw", "lan", 20, 20), ("isp", "internet", 20, 0), ("gov", "wan", 20, 20),
-                    dns=(("internet", False), ("wan", True)), services=(("internet", False), ("wan", True)))  # fmt: skip
+    obs = round_obs(
+        ("gw", "lan", 20, 20),
+        ("isp", "internet", 20, 0),
+        ("gov", "wan", 20, 20),
+        dns=(("internet", False), ("wan", True)),
+        services=(("internet", False), ("wan", True)),
+    )
     assert states(obs) == {"internet": ("down", "uplink"), "wan": ("healthy", "none")}
 
 
@@ -69,13 +74,13 @@ async def test_a_real_round_on_loopback(listener: int) -> None:
         gateway=icmp.Target(name="gw", address="127.0.0.1"),
         icmp=icmp.Config(
             targets=(icmp.Target(name="portal", address="::1"),), count=5, spacing_s=0.01, reply_timeout_s=0.3
-        ),  # fmt: skip
+        ),
         tcp=tcp.Config(
             targets=(
                 tcp.Target(host="127.0.0.1", port=listener, name="igate"),
                 tcp.Target(host="127.0.0.1", port=1, name="closed", uplink="wan"),
             )
-        ),  # fmt: skip
+        ),
     )
     obs = await network.collect(CheckContext("network", cfg))
     state = {s.labels["uplink"]: s.value for s in obs.samples if s.name == "center_network_state"}

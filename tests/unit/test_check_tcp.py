@@ -214,7 +214,7 @@ def test_config() -> None:
         ({"host": "a", "port": 0}, "checks.tcp.targets[0].port: expected int >= 1"),
         ({"host": "a b", "port": 1}, "checks.tcp.targets[0]: host 'a b': expected a host name or an IP address"),
         ({"host": "a", "port": 1, "uplink": "dsl"}, "checks.tcp.targets[0].uplink: invalid enum value 'dsl'"),
-        ({"port": 1}, "checks.tcp.targets[0]: object missing required field host"),
+        ({"port": 1}, "checks.tcp.targets[0].host: required key is missing"),
     ],
 )
 def test_invalid_targets_name_the_fault(target: dict[str, Any], error: str) -> None:

@@ -13,10 +13,10 @@ import msgspec
 import pytest
 
 from agent.config import UploadConfig
-from agent.errors import UploadRejected
+from agent.errors import Retryable, UploadRejected
 from agent.scheduler import PartBody
 from agent.spool import Entry, Spool
-from agent.uploader import Retryable, Uploader, build_batch
+from agent.uploader import Uploader, build_batch
 from centerwatch.wire import BATCH_DECODER, SCHEMA_VERSION, Ack, Batch, Sample
 
 URL = "http://collector.test/"
