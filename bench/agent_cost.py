@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -73,7 +75,46 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def real_agent(seconds: float) -> None:
+def agent_venv() -> Path:
+    """The agent installed alone (``pip install .``, no collector or test extras), as on a center PC.
+
+    In the development venv, httpx finds click (pulled in by uvicorn) and imports its CLI with
+    rich and pygments: ~1.5 MiB an agent never has in the field."""
+    venv = Path(tempfile.gettempdir()) / "centerwatch-agent-bench-venv"
+    python = venv / "bin" / "python"
+    stamp = venv / "installed-from"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    if not stamp.exists() or stamp.read_text() != str(ROOT):
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--upgrade", str(ROOT)], check=True)
+        stamp.write_text(str(ROOT))
+    return venv / "bin"
+
+
+class _Dns(threading.Thread):
+    """A loopback DNS responder answering every A query with 127.0.0.1, for the probe load."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    def run(self) -> None:
+        while True:
+            try:
+                query, peer = self.sock.recvfrom(512)
+            except OSError:
+                return
+            end = 12
+            while query[end]:
+                end += query[end] + 1
+            question = query[12 : end + 5]
+            answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x7f\x00\x00\x01"
+            self.sock.sendto(query[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + answer, peer)
+
+
+def real_agent(seconds: float, probes: bool) -> None:
     import socket
 
     def port() -> int:
@@ -104,13 +145,24 @@ def real_agent(seconds: float) -> None:
                 text=True,
             ).stdout.strip()
             config = Path(tmp) / "agent.yaml"
+            checks = "checks:\n  host: {interval_s: 1}\n"
+            if probes:
+                dns = _Dns()
+                dns.start()
+                checks += (
+                    "  network:\n    interval_s: 5\n"
+                    "    gateway: {name: gw, address: 127.0.0.1}\n"
+                    "    icmp: {count: 20, spacing_s: 0.05, targets: [{name: portal, address: '::1'}]}\n"
+                    f"    dns: {{queries: [{{name: dichvucong.lab, resolver: '127.0.0.1:{dns.port}'}}]}}\n"
+                    f"    http: {{targets: [{{url: '{url}/healthz', name: collector, uplink: wan}}]}}\n"
+                    f"    tcp: {{targets: [{{host: 127.0.0.1, port: {cport}, name: collector-tcp, uplink: wan}}]}}\n"
+                )
             config.write_text(
                 f"collector_url: {url}\nenrollment_token: {token}\ndata_dir: {tmp}/agent\n"
-                f"metrics_listen: 127.0.0.1:{port()}\nupload: {{interval_s: 5}}\n"
-                "checks:\n  host: {interval_s: 1}\n"
+                f"metrics_listen: 127.0.0.1:{port()}\nupload: {{interval_s: 5}}\n" + checks
             )
             agent = subprocess.Popen(
-                [str(BIN / "centerwatch-agent"), "run", "-c", str(config)],
+                [str(agent_venv() / "centerwatch-agent"), "run", "-c", str(config)],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -130,10 +182,11 @@ def real_agent(seconds: float) -> None:
                 if proc is not None:
                     proc.terminate()
                     proc.wait(timeout=20)
+    what = "host check every 1 s + network round every 5 s (ICMP, DNS, HTTP, TCP)" if probes else "host check every 1 s"
     print(
-        f"  real agent, host check every 1 s, {wall:.0f} s: RSS median {statistics.median(rss) / 1024:.1f} MiB,"
+        f"  real agent (own venv), {what}, {wall:.0f} s: RSS median {statistics.median(rss) / 1024:.1f} MiB,"
         f" max {max(rss) / 1024:.1f} MiB; process CPU {cpu / runs * 1e3:.2f} ms per run"
-        f" ({cpu / wall * 100:.2f} % of a core); agent state at the collector: {state}"
+        f" ({cpu / wall * 100:.2f} % of a core); state at the collector: {state}"
     )
 
 
@@ -144,7 +197,8 @@ def main() -> None:
     args = ap.parse_args()
     print("agent cost")
     in_process(args.runs)
-    real_agent(args.seconds)
+    real_agent(args.seconds, probes=False)
+    real_agent(args.seconds, probes=True)
 
 
 if __name__ == "__main__":
