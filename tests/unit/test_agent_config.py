@@ -201,3 +201,11 @@ def test_invalid_config(case: str) -> None:
         load_and_resolve(path)
     assert str(info.value) == expected
     assert info.value.file == str(path)
+
+
+@pytest.mark.parametrize("example", ["agent.example.yaml", "probe.example.yaml"])
+def test_shipped_example_configs_are_valid(example: str) -> None:
+    """The samples users copy must load and resolve every check they enable (parsed only, never probed)."""
+    path = Path(__file__).resolve().parents[2] / "agent" / example
+    specs = check_specs(load_config(path), str(path))
+    assert specs and specs[0].name == "host"
