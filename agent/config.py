@@ -34,6 +34,8 @@ CHECK_MODULES: dict[str, str] = {
     "icmp": "agent.checks.icmp",
     "network": "agent.checks.network",
     "throughput": "agent.checks.throughput",
+    "traceroute": "agent.checks.traceroute",
+    "arp_discovery": "agent.checks.arp_discovery",
 }
 
 
