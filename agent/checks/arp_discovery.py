@@ -206,7 +206,9 @@ def report(obs: Observations, cfg: Config, sweeps: Sequence[Sweep]) -> None:
         elif checkable(device, sweeps):
             obs.add("lan_device_up", 0.0, device=device.name)
             where = " or ".join(x for x in (device.mac, device.address) if x)
-            obs.event("lan.device_missing", f"{device.name} ({where}) did not answer ARP", "warning", device=device.name)
+            obs.event(
+                "lan.device_missing", f"{device.name} ({where}) did not answer ARP", "warning", device=device.name
+            )
     obs.facts = {"lan": lan}
 
 
@@ -228,11 +230,11 @@ class Sweeper(Protocol):
 
 
 def scapy_sweep(subnet: Subnet, timeout_s: float) -> list[Responder]:
-    from scapy.config import conf  # type: ignore[import-untyped]
-    from scapy.error import Scapy_Exception  # type: ignore[import-untyped]
-    from scapy.interfaces import resolve_iface  # type: ignore[import-untyped]
-    from scapy.layers.l2 import ARP, Ether  # type: ignore[import-untyped]
-    from scapy.sendrecv import srp  # type: ignore[import-untyped]
+    from scapy.config import conf
+    from scapy.error import Scapy_Exception
+    from scapy.interfaces import resolve_iface
+    from scapy.layers.l2 import ARP, Ether
+    from scapy.sendrecv import srp
 
     refresh_tables(conf)
     net = subnet.network

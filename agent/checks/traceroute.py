@@ -212,7 +212,9 @@ def report(obs: Observations, target: Target, trace: Trace) -> None:
             obs.add("probe_traceroute_hop_loss_ratio", hop.loss_ratio, address=hop.address, **hop_labels)
         for address, stats in hop.rtt_by_address.items():
             for stat in ("min", "avg", "max"):
-                obs.add("probe_traceroute_hop_rtt_seconds", getattr(stats, stat), stat=stat, address=address, **hop_labels)
+                obs.add(
+                    "probe_traceroute_hop_rtt_seconds", getattr(stats, stat), stat=stat, address=address, **hop_labels
+                )
     obs.add("probe_traceroute_reached", 1.0 if trace.reached else 0.0, **labels)
     if trace.distance is not None:
         obs.add("probe_traceroute_hops", trace.distance, **labels)
@@ -278,16 +280,17 @@ def refresh_tables(conf: Any) -> None:
 
 def scapy_probe(address: str, ttls: Sequence[int], cfg: Config) -> list[HopProbe]:
     """One scapy ``sr`` round: every probe of every TTL, interleaved, then ``probe_timeout_s``."""
-    from scapy.config import conf  # type: ignore[import-untyped]
-    from scapy.error import Scapy_Exception  # type: ignore[import-untyped]
-    from scapy.layers.inet import ICMP, IP, UDP  # type: ignore[import-untyped]
-    from scapy.sendrecv import sr  # type: ignore[import-untyped]
+    from scapy.config import conf
+    from scapy.error import Scapy_Exception
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.sendrecv import sr
 
     refresh_tables(conf)
     ident = int.from_bytes(os.urandom(2), "big")
     packets: list[Any] = []
     for k in range(cfg.probes_per_hop):
         for ttl in ttls:
+            layer4: Any
             if cfg.protocol == "icmp":
                 layer4 = ICMP(type=8, id=ident, seq=(ttl << 8) | k)
             else:
@@ -313,6 +316,8 @@ def scapy_probe(address: str, ttls: Sequence[int], cfg: Config) -> list[HopProbe
     for query, answer in answered:
         icmp = answer.getlayer(ICMP)
         if icmp is None:
+            continue
+        if query.sent_time is None:
             continue
         rtt = max(0.0, float(answer.time) - float(query.sent_time))
         replies[int(query[IP].ttl)].append(Reply(str(answer[IP].src), rtt, classify(int(icmp.type), int(icmp.code))))
