@@ -12,7 +12,7 @@ import httpx
 import msgspec
 
 from agent.config import AgentConfig, check_specs, load_config, parse_config
-from agent.errors import AgentError
+from agent.errors import AgentError, ConfigError
 from agent.identity import IdentityFile, enroll
 
 
@@ -24,6 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", type=Path, required=True, help="agent YAML configuration")
     once = sub.add_parser("once", help="run every enabled check once and print the results as JSON")
     once.add_argument("-c", "--config", type=Path, help="agent YAML (default: the host check only)")
+    once.add_argument(
+        "--check", action="append", default=[], metavar="NAME",
+        help="run only this check (repeatable), e.g. --check traceroute for a path trace on demand",
+    )  # fmt: skip
     en = sub.add_parser("enroll", help="exchange the enrollment token for this agent's identity")
     en.add_argument("-c", "--config", type=Path, required=True)
     en.add_argument("--hostname", help="name to enroll under (default: this machine's hostname)")
@@ -32,11 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _once(config: AgentConfig, source: str) -> int:
+async def _once(config: AgentConfig, source: str, only: list[str]) -> int:
     from agent.runtime import load_modules
     from agent.scheduler import run_once
 
     specs = check_specs(config, source)
+    if only:
+        unknown = sorted(set(only) - {spec.name for spec in specs})
+        if unknown:
+            enabled = ", ".join(spec.name for spec in specs)
+            raise ConfigError(source, "checks", f"{', '.join(unknown)} not enabled here; enabled: {enabled}")
+        specs = [spec for spec in specs if spec.name in only]
     modules = load_modules(specs)
     results = [await run_once(spec, modules[spec.name]) for spec in specs]
     sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode([r.body for r in results]), indent=2))
@@ -68,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                     parse_config({"collector_url": "http://127.0.0.1", "data_dir": "."}, "defaults"),
                     "defaults",
                 )
-            return asyncio.run(_once(config, source))
+            return asyncio.run(_once(config, source, args.check))
         config = load_config(args.config)
         if args.command == "check-config":
             check_specs(config, str(args.config))

@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     trevoke.add_argument("--db", type=Path, default=Path("centerwatch.db"))
     trevoke.add_argument("id", type=int)
 
+    probe = sub.add_parser("probe-config", help="print a center's probe-agent checks derived from inventory (YAML)")
+    probe.add_argument("--inventory", type=Path, required=True, help="Ansible inventory directory")
+    probe.add_argument("--center", required=True, help="center slug, e.g. hoa-khanh")
+
     agent = sub.add_parser("agent", help="enrolled agents")
     asub = agent.add_subparsers(dest="agent_command", required=True)
     alist = asub.add_parser("list", help="list agents")
@@ -176,11 +180,29 @@ async def _admin(args: argparse.Namespace) -> int:
         await store.close()
 
 
+def _probe_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from collector.inventory import load_inventory
+    from collector.probeconfig import probe_checks
+
+    inventory = load_inventory(args.inventory)
+    center = inventory.centers.get(args.center)
+    if center is None:
+        print(f"centerwatch-collector: center {args.center!r} is not in {args.inventory}", file=sys.stderr)
+        return 2
+    print(f"# probe agent {center.probe_host} of {center.name} ({center.slug}), from {args.inventory}")
+    print(yaml.safe_dump({"checks": probe_checks(center)}, allow_unicode=True, sort_keys=False), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "probe-config":
+            return _probe_config(args)
         return asyncio.run(_admin(args))
     except CollectorError as exc:
         print(f"centerwatch-collector: {exc}", file=sys.stderr)

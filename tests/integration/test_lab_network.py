@@ -52,6 +52,17 @@ print(json.dumps({"samples": [[s.name, s.labels, s.value] for s in obs.samples],
 """
 
 
+THROUGHPUT = """
+import asyncio, json, sys
+from agent.checks import throughput as t
+from agent.checks.base import CheckContext, CollectorLink
+cfg = t.Config(download_bytes=2_000_000, upload_bytes=1_000_000, ignore_window=True, contracted_download_mbps=8,
+               contracted_upload_mbps=8)
+obs = asyncio.run(t.collect(CheckContext("throughput", cfg, collector=CollectorLink(sys.argv[1], sys.argv[2]))))
+print(json.dumps({f"{s.name}/{s.labels.get('direction', '')}": s.value for s in obs.samples}))
+"""
+
+
 def agent_yaml(data_dir: Path, token: str) -> str:
     return f"""
 collector_url: {COLLECTOR}
@@ -202,3 +213,17 @@ def test_lan_discovery_finds_the_lab_hosts_and_flags_the_unlisted_one(lab: Lab) 
     missing = [e[1]["device"] for e in events if e[0] == "lan.device_missing"]  # type: ignore[index, union-attr]
     assert unknown == [ADDRESSES["printer"][0]]
     assert missing == ["old-printer"]
+
+
+def test_throughput_matches_the_shaped_wan_and_its_contract(lab: Lab, running: Path, tmp_path: Path) -> None:
+    identity = tmp_path / "agent" / "identity.json"
+    wait_for("the agent's enrollment", lambda: identity.exists(), timeout=30)
+    token = json.loads(identity.read_text())["agent_token"]
+    lab.set_rate("wan", 8000)  # tbf: 8 Mb/s both ways through the government WAN hop
+    result = in_ns(lab, "center", THROUGHPUT, COLLECTOR, token)
+    down = float(result["probe_throughput_bits_per_second/download"])  # type: ignore[arg-type]
+    up = float(result["probe_throughput_bits_per_second/upload"])  # type: ignore[arg-type]
+    assert 5.5e6 <= down <= 8.8e6, down
+    assert 5.5e6 <= up <= 8.8e6, up
+    ratio = float(result["probe_throughput_contract_ratio/download"])  # type: ignore[arg-type]
+    assert ratio == pytest.approx(down / 8e6)
