@@ -44,7 +44,7 @@ def _states(prefixes: list[str]) -> list[tuple[Path | None, dict[str, object]]]:
     chosen: list[tuple[Path | None, dict[str, object]]] = []
     for prefix in prefixes:
         match = [(f, s) for f, s in known if s.get("prefix") == prefix]
-        chosen += match or [(None, {"prefix": prefix, "namespaces": []})]
+        chosen += match or [(None, {"prefix": prefix})]
     return chosen
 
 

@@ -191,11 +191,10 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    while not stop.wait(1.0):
+    while not stop.wait(0.1):
         pass
-    for server in servers:
+    for server in servers:  # the serving threads are daemons: closing the sockets and leaving is enough
         with contextlib.suppress(OSError):
-            server.shutdown()
             server.server_close()
 
 

@@ -45,6 +45,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 NFT_TABLE = "centerwatch_lab"
+NETNS_DIR = "/run/netns"
 LAN_HOSTS = ("center", "pc2", "printer")
 ROUTERS = ("gw", "isp", "wan")
 ROLES = (*LAN_HOSTS, *ROUTERS, "inet", "gov")
@@ -152,8 +153,14 @@ def missing_tools() -> list[str]:
 
 
 def existing_namespaces() -> set[str]:
-    out = run(["ip", "-j", "netns", "list"]).stdout.strip()
-    return {entry["name"] for entry in json.loads(out)} if out else set()
+    """Names of the named network namespaces (read from /run/netns, as ``ip netns`` does).
+
+    Not ``ip netns list``: it queries each namespace, and fails when another run deletes one meanwhile.
+    """
+    try:
+        return set(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return set()
 
 
 class Lab:
@@ -175,7 +182,7 @@ class Lab:
     # ------------------------------------------------------------------ names and addresses
     @staticmethod
     def _new_prefix() -> str:
-        taken = {name.split("-", 1)[0] for name in existing_namespaces()} if shutil.which("ip") else set()
+        taken = {name.split("-", 1)[0] for name in existing_namespaces()}
         for _ in range(100):
             prefix = f"cw{secrets.token_hex(2)}"
             if prefix not in taken:
@@ -315,8 +322,8 @@ class Lab:
         for _, proc in reversed(self._procs):
             _stop(proc)
         self._procs.clear()
-        present = existing_namespaces() if shutil.which("ip") else set()
-        for name in [self.ns(role) for role in ROLES]:
+        present = existing_namespaces()
+        for name in reversed(self._namespaces):  # only those this lab created: a clash never costs another's
             if name in present:
                 self._kill_inside(name)
                 run(["ip", "netns", "del", name], check=False)
@@ -565,7 +572,8 @@ class Lab:
     def attach(cls, state: dict[str, Any]) -> Lab:
         """A handle on a lab built by another process (``python -m tests.lab up``), e.g. to ``down()`` it."""
         lab = cls(prefix=str(state["prefix"]), services=False)
-        lab._namespaces = [str(n) for n in state.get("namespaces", [])]
+        names = state.get("namespaces") or [lab.ns(role) for role in ROLES]
+        lab._namespaces = [str(n) for n in names]
         lab.tmpdir = Path(state["tmpdir"]) if state.get("tmpdir") else None
         return lab
 
