@@ -63,3 +63,24 @@ class Observations:
 
     def event(self, kind: str, message: str = "", severity: str = "info", **labels: str) -> None:
         self.events.append(Event(kind, self.ts_ms, labels, message, severity))
+
+    def probe_outcome(
+        self,
+        probe: str,
+        target: str,
+        uplink: str,
+        *,
+        reason: str | None,
+        message: str = "",
+        duration_s: float | None = None,
+    ) -> None:
+        """What every prober reports per target (blackbox_exporter's ``probe_success`` and
+        ``probe_duration_seconds``), and on failure ``probe_failure_info{reason}`` with a
+        ``probe.failed`` warning event carrying the cause."""
+        labels = {"probe": probe, "target": target, "uplink": uplink}
+        self.add("probe_success", 0.0 if reason else 1.0, **labels)
+        if duration_s is not None:
+            self.add("probe_duration_seconds", duration_s, **labels)
+        if reason:
+            self.add("probe_failure_info", 1.0, reason=reason, **labels)
+            self.event("probe.failed", message[:1000], "warning", **labels)

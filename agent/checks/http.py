@@ -465,8 +465,10 @@ async def collect(ctx: CheckContext[Config]) -> Observations:
         if isinstance(outcome, BaseException):
             raise outcome  # a programming error: failures of the network are results
         labels = {"probe": PROBE, "target": outcome.target.label, "uplink": outcome.target.uplink}
-        obs.add("probe_success", 0.0 if outcome.reason else 1.0, **labels)
-        obs.add("probe_duration_seconds", outcome.duration_s, **labels)
+        obs.probe_outcome(
+            PROBE, labels["target"], labels["uplink"], reason=outcome.reason, message=outcome.message,
+            duration_s=outcome.duration_s,
+        )  # fmt: skip
         for phase, seconds in outcome.phases.items():
             obs.add("probe_http_phase_seconds", seconds, phase=phase, **labels)
         if outcome.status is not None:
@@ -479,7 +481,4 @@ async def collect(ctx: CheckContext[Config]) -> Observations:
         if outcome.cert_expiry is not None:
             days = (outcome.cert_expiry - obs.ts_ms / 1000.0) / 86400.0
             obs.add("probe_ssl_earliest_cert_expiry_days", days, **labels)
-        if outcome.reason:
-            obs.add("probe_failure_info", 1.0, reason=outcome.reason, **labels)
-            obs.event("probe.failed", outcome.message[:1000], "warning", **labels)
     return obs

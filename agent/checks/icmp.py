@@ -355,12 +355,14 @@ async def collect(ctx: CheckContext[Config]) -> Observations:
 def report(obs: Observations, target: Target, result: RoundResult) -> None:
     labels = {"target": target.name, "uplink": target.uplink}
     stats = round_stats(result)
-    success = 1.0 if stats.received else 0.0
-    obs.add("probe_success", success, probe="icmp", **labels)
-    if result.error and not result.sent:
-        obs.add("probe_failure_info", 1.0, probe="icmp", reason=result.error.split(":", 1)[0], **labels)
-        obs.event("probe.failed", result.error, "warning", probe="icmp", **labels)
+    if result.error and not result.sent:  # the round never started: resolution, socket
+        obs.probe_outcome(
+            "icmp", target.name, target.uplink, reason=result.error.split(":", 1)[0], message=result.error
+        )
         return
+    reason = None if stats.received else ("send" if result.error else "timeout")
+    message = result.error or f"no reply to {stats.sent} echo requests"
+    obs.probe_outcome("icmp", target.name, target.uplink, reason=reason, message=message)
     obs.add("probe_icmp_sent_packets", stats.sent, **labels)
     obs.add("probe_icmp_received_packets", stats.received, **labels)
     obs.add("probe_icmp_loss_ratio", stats.loss_ratio, **labels)
@@ -369,13 +371,6 @@ def report(obs: Observations, target: Target, result: RoundResult) -> None:
     if stats.received:
         obs.add("probe_icmp_kernel_timed_ratio", result.kernel_timed / stats.received, **labels)
         for stat in ("min", "median", "mean", "p95", "max"):
-            value = getattr(stats, stat)
-            obs.add("probe_icmp_rtt_seconds", value, stat=stat, **labels)
+            obs.add("probe_icmp_rtt_seconds", getattr(stats, stat), stat=stat, **labels)
         obs.add("probe_icmp_rtt_stddev_seconds", stats.stddev or 0.0, **labels)
         obs.add("probe_icmp_jitter_seconds", stats.jitter or 0.0, **labels)
-    else:
-        reason = "send" if result.error else "timeout"
-        obs.add("probe_failure_info", 1.0, probe="icmp", reason=reason, **labels)
-        obs.event(
-            "probe.failed", result.error or f"no reply to {stats.sent} echo requests", "warning", probe="icmp", **labels
-        )

@@ -225,13 +225,12 @@ async def collect(ctx: CheckContext[Config]) -> Observations:
         if isinstance(outcome, BaseException):
             raise outcome  # a programming error: failures of the network are results
         labels = {"probe": PROBE, "target": outcome.target.label, "uplink": outcome.target.uplink}
-        obs.add("probe_success", 0.0 if outcome.reason else 1.0, **labels)
-        obs.add("probe_duration_seconds", outcome.duration_s, **labels)
+        obs.probe_outcome(
+            PROBE, labels["target"], labels["uplink"], reason=outcome.reason, message=outcome.message,
+            duration_s=outcome.duration_s,
+        )  # fmt: skip
         if outcome.lookup_s is not None:
             obs.add("probe_dns_lookup_seconds", outcome.lookup_s, **labels)
         if outcome.connect_s is not None:
             obs.add("probe_tcp_connect_seconds", outcome.connect_s, **labels)
-        if outcome.reason:
-            obs.add("probe_failure_info", 1.0, reason=outcome.reason, **labels)
-            obs.event("probe.failed", outcome.message[:1000], "warning", **labels)
     return obs

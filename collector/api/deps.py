@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from centerwatch.i18n import pick_lang
-from collector.api.errors import ApiError
 from collector.auth import hash_token
 from collector.context import AppContext
+from collector.errors import Rejected
 from collector.store.base import AgentRecord
 
 
@@ -23,18 +23,22 @@ async def get_lang(request: Request) -> str:
     return pick_lang(request.headers.get("accept-language"), request.query_params.get("lang"), ctx.settings.lang)
 
 
+async def authenticate(ctx: AppContext, authorization: str) -> AgentRecord:
+    """The agent behind an ``Authorization: Bearer <token>`` header, or ``Rejected`` (401)."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Rejected("unauthorized", 401)
+    agent = await ctx.agents.lookup(hash_token(token.strip()))
+    if agent is None:
+        raise Rejected("unauthorized", 401)
+    if agent.revoked:
+        raise Rejected("revoked", 401, agent=agent.id)
+    return agent
+
+
 async def get_agent(request: Request) -> AgentRecord:
     ctx: AppContext = request.app.state.ctx
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError("unauthorized", 401)
-    agent = await ctx.store.agent_by_token(hash_token(token.strip()))
-    if agent is None:
-        raise ApiError("unauthorized", 401)
-    if agent.revoked:
-        raise ApiError("revoked", 401, agent=agent.id)
-    return agent
+    return await authenticate(ctx, request.headers.get("authorization", ""))
 
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]

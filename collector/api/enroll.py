@@ -8,7 +8,6 @@ from fastapi.responses import Response
 
 from centerwatch.wire import SCHEMA_VERSION, EnrollRequest, EnrollResponse, encode
 from collector.api.deps import Ctx
-from collector.api.errors import ApiError
 from collector.api.ingest import read_limited
 from collector.auth import hash_token, new_agent_id, new_token
 from collector.context import now_ms
@@ -35,13 +34,13 @@ async def enroll(request: Request, ctx: Ctx) -> Response:
     try:
         body = await read_limited(request.stream(), request.headers.get("content-length"), 64 * 1024)
     except Rejected as exc:
-        raise ApiError("too_large", 413, limit=64 * 1024) from exc
+        raise Rejected("too_large", 413, limit=64 * 1024) from exc
     try:
         req = _DECODER.decode(body)
     except msgspec.DecodeError as exc:
-        raise ApiError("bad_request", 400, detail=str(exc)) from exc
+        raise Rejected("bad_request", 400, detail=str(exc)) from exc
     if req.v != SCHEMA_VERSION:
-        raise ApiError("bad_version", 400, got=req.v, supported=SCHEMA_VERSION)
+        raise Rejected("bad_version", 400, got=req.v, supported=SCHEMA_VERSION)
     host = req.hostname.strip().lower()
     token = new_token("cwa")
     now = now_ms()
@@ -49,7 +48,7 @@ async def enroll(request: Request, ctx: Ctx) -> Response:
     agent = await ctx.store.enroll(hash_token(req.token), record, hash_token(token), now)
     if agent is None:
         ctx.metrics.enrollments.labels(result="refused").inc()
-        raise ApiError("enroll_refused", 403)
+        raise Rejected("enroll_refused", 403)
     ctx.metrics.enrollments.labels(result="ok").inc()
     response = EnrollResponse(SCHEMA_VERSION, agent.id, token, agent.center, agent.host)
     return Response(encode(response), media_type="application/json")

@@ -1,4 +1,8 @@
-"""API errors: a stable code, a message from the catalog in the caller's language, and where."""
+"""API errors: a stable code, a message from the catalog in the caller's language, and where.
+
+Routes raise ``collector.errors.Rejected`` (the same error the ingest path and the store raise);
+``install`` turns it into the JSON ``ErrorBody`` every client sees.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,7 @@ from fastapi.responses import Response
 
 from centerwatch.i18n import pick_lang, t
 from centerwatch.wire import ErrorBody, encode
-
-
-class ApiError(Exception):
-    """Raised by routes; ``code`` keys ``api.<code>`` in the message catalog."""
-
-    def __init__(self, code: str, status: int, where: str = "", **fields: object) -> None:
-        super().__init__(code)
-        self.code = code
-        self.status = status
-        self.where = where
-        self.fields = fields
+from collector.errors import Rejected
 
 
 def error_response(request: Request, code: str, status: int, where: str = "", **fields: object) -> Response:
@@ -29,8 +23,8 @@ def error_response(request: Request, code: str, status: int, where: str = "", **
 
 
 def install(app: FastAPI) -> None:
-    async def on_api_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ApiError)
+    async def on_rejected(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Rejected)
         return error_response(request, exc.code, exc.status, exc.where, **exc.fields)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
@@ -39,5 +33,5 @@ def install(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(request, "bad_request", 422, where, detail=str(first.get("msg", "")))
 
-    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(Rejected, on_rejected)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -9,8 +9,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from collector.api.deps import Ctx
-from collector.api.errors import ApiError
 from collector.context import now_ms
+from collector.errors import Rejected
 from collector.fleet import agent_state, center_status
 from collector.metrics import FleetSnapshot
 
@@ -54,7 +54,7 @@ async def agents(ctx: Ctx) -> list[dict[str, Any]]:
 @router.get("/api/v1/agents/{agent_id}/facts", summary="Latest facts an agent reported, by subject")
 async def facts(agent_id: str, ctx: Ctx) -> dict[str, dict[str, Any]]:
     if not any(a.id == agent_id for a in await ctx.store.agents()):
-        raise ApiError("not_found", 404, where="agent_id", what=agent_id)
+        raise Rejected("not_found", 404, where="agent_id", what=agent_id)
     return await ctx.store.facts(agent_id)
 
 
@@ -88,7 +88,7 @@ async def series_range(
     host: str | None = None,
 ) -> list[dict[str, Any]]:
     if end_ms < start_ms:
-        raise ApiError("bad_request", 400, where="end_ms", detail="end_ms < start_ms")
+        raise Rejected("bad_request", 400, where="end_ms", detail="end_ms < start_ms")
     match = {k: v for k, v in (("center", center), ("host", host)) if v}
     found = await ctx.store.range(name, match or None, start_ms, end_ms)
     return [{"series_id": sid, "points": points} for sid, points in found.items()]

@@ -24,7 +24,7 @@ from fastapi.responses import Response
 
 from centerwatch.i18n import pick_lang, t
 from centerwatch.wire import Ack, Batch, ErrorBody, encode
-from collector.auth import hash_token
+from collector.api.deps import authenticate
 from collector.context import AppContext, now_ms
 from collector.errors import Rejected
 from collector.ingest import check_batch, decode_batch, decompress
@@ -69,14 +69,7 @@ async def handle_ingest(
     metrics = ctx.metrics
     lang = pick_lang(headers.get("accept-language"))
     try:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Rejected("unauthorized", 401)
-        agent = await ctx.agents.lookup(hash_token(token.strip()))
-        if agent is None:
-            raise Rejected("unauthorized", 401)
-        if agent.revoked:
-            raise Rejected("revoked", 401, agent=agent.id)
+        agent = await authenticate(ctx, headers.get("authorization", ""))
         body = await read_limited(chunks, headers.get("content-length"), ctx.limits.max_body_bytes)
         raw = decompress(body, headers.get("content-encoding", ""), ctx.limits)
         batch = decode_batch(raw)

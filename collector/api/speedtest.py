@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from collector.api.deps import Agent
-from collector.api.errors import ApiError
+from collector.errors import Rejected
 
 router = APIRouter()
 
@@ -47,5 +47,5 @@ async def upload(request: Request, agent: Agent) -> dict[str, Any]:
     async for chunk in request.stream():
         received += len(chunk)
         if received > MAX_BYTES:
-            raise ApiError("too_large", 413, limit=MAX_BYTES)
+            raise Rejected("too_large", 413, limit=MAX_BYTES)
     return {"bytes": received, "seconds": time.perf_counter() - started, "agent": agent.id}
