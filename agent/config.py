@@ -36,6 +36,7 @@ CHECK_MODULES: dict[str, str] = {
     "throughput": "agent.checks.throughput",
     "traceroute": "agent.checks.traceroute",
     "arp_discovery": "agent.checks.arp_discovery",
+    "snmp": "agent.checks.snmp",
 }
 
 
@@ -105,22 +106,34 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
-def _split_msgspec_error(exc: msgspec.ValidationError) -> tuple[str, str]:
-    """'Expected `int`, got `str` - at `$.upload.interval_s`' → ('upload.interval_s', 'expected int, got str')."""
+def split_msgspec_error(exc: msgspec.ValidationError, meanings: dict[str, str] | None = None) -> tuple[str, str]:
+    """'Expected `int`, got `str` - at `$.upload.interval_s`' → ('upload.interval_s', 'expected int, got str').
+
+    ``meanings`` turns a failed regex pattern into words ("a numeric OID such as …")."""
     m = _AT.match(str(exc))
     assert m is not None
     path = (m.group("path") or "").lstrip(".")
-    unknown = re.match(r"Object contains unknown field `([^`]*)`", m.group("msg"))
+    msg = m.group("msg")
+    unknown = re.match(r"Object contains unknown field `([^`]*)`", msg)
     if unknown:
         return ".".join(p for p in (path, unknown.group(1)) if p), "unknown key"
-    missing = re.match(r"Object missing required field `([^`]*)`", m.group("msg"))
+    missing = re.match(r"Object missing required field `([^`]*)`", msg)
     if missing:
         return ".".join(p for p in (path, missing.group(1)) if p), "required key is missing"
-    own = re.match(r"(\w+): (.*)", m.group("msg"))
-    if own and not path and own.group(1) in AgentConfig.__struct_fields__:  # our __post_init__ checks
-        return own.group(1), own.group(2)
-    msg = m.group("msg").replace("`", "")
+    regex = re.match(r"Expected `str` matching regex '(.*)'$", msg)
+    if regex and meanings is not None:
+        pattern = regex.group(1).encode().decode("unicode_escape")
+        return path, f"expected {meanings.get(pattern, 'text matching ' + pattern)}"
+    msg = msg.replace("`", "")
     return path, msg[:1].lower() + msg[1:]
+
+
+def _split_msgspec_error(exc: msgspec.ValidationError) -> tuple[str, str]:
+    m = _AT.match(str(exc))
+    own = re.match(r"(\w+): (.*)", m.group("msg")) if m and not m.group("path") else None
+    if own and own.group(1) in AgentConfig.__struct_fields__:  # our __post_init__ checks
+        return own.group(1), own.group(2)
+    return split_msgspec_error(exc)
 
 
 def load_yaml(path: Path) -> Any:
@@ -128,13 +141,18 @@ def load_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(path), "", f"cannot read: {exc.strerror or exc}") from exc
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text as Python data, refusing duplicate keys; errors name ``where`` and the line."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(str(path), where, f"invalid YAML: {problem}") from exc
+        raise ConfigError(where, at, f"invalid YAML: {problem}") from exc
 
 
 def parse_config(data: Any, source: str) -> AgentConfig:
