@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-import yaml
 
 from agent.errors import ConfigError
+from centerwatch.yamlfile import YamlError, load_yaml_text
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 
@@ -37,6 +37,7 @@ CHECK_MODULES: dict[str, str] = {
     "traceroute": "agent.checks.traceroute",
     "arp_discovery": "agent.checks.arp_discovery",
     "snmp": "agent.checks.snmp",
+    "snmp_traps": "agent.checks.snmp_traps",
 }
 
 
@@ -86,23 +87,6 @@ class CheckSpec(msgspec.Struct, frozen=True):
     config: msgspec.Struct
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (YAML would silently keep the last)."""
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark)
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
 
 
@@ -147,12 +131,9 @@ def load_yaml(path: Path) -> Any:
 def parse_yaml(text: str, where: str) -> Any:
     """YAML text as Python data, refusing duplicate keys; errors name ``where`` and the line."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(where, at, f"invalid YAML: {problem}") from exc
+        return load_yaml_text(text, where)
+    except YamlError as exc:
+        raise ConfigError(where, exc.at, exc.message) from None
 
 
 def parse_config(data: Any, source: str) -> AgentConfig:
