@@ -5,7 +5,9 @@ sysObjectID and sysUpTime picks the device's profile (``agent/snmp/profiles``: l
 prefix, or the device's ``profile``), then one GET of the profile's scalars and a GETBULK walk of each
 table column. Counters become rates against the previous run's readings, kept per device in module
 state: the first run after start has no rates, and neither has a run after the device restarted
-(sysUpTime went back: event ``snmp.rebooted``). Profiles decide what is emitted; the shipped ones give
+(sysUpTime went back: event ``snmp.rebooted``). Events compare two polls, so none comes from a
+first poll. Profiles decide what is emitted; the shipped ones (generic, cisco-catalyst, printer,
+ups, apc, ubiquiti-airmax) give
 
 * ``snmp_up``, ``snmp_poll_duration_seconds``, ``snmp_uptime_seconds`` (label ``device``);
 * per interface (``ifname``, ``ifindex``): ``snmp_interface_{in,out}_bits_per_second``,
@@ -14,7 +16,34 @@ state: the first run after start has no rates, and neither has a run after the d
   ``snmp_interface_admin_up``, ``snmp_interface_speed_bits_per_second``; events
   ``snmp.interface_down`` (a link that dropped while administratively up) and ``snmp.interface_up``;
 * ``snmp_cpu_load_ratio{cpu}``, ``snmp_storage_{size,used}_bytes{storage}``,
-  ``snmp_storage_used_ratio{storage}``.
+  ``snmp_storage_used_ratio{storage}``;
+* UPS (UPS-MIB, APC PowerNet-MIB): ``snmp_ups_on_battery``, ``snmp_ups_battery_low`` (1/0),
+  ``snmp_ups_battery_status`` (the MIB's enum), ``snmp_ups_battery_charge_ratio``,
+  ``snmp_ups_runtime_seconds``, ``snmp_ups_time_on_battery_seconds``,
+  ``snmp_ups_battery_temperature_celsius``, ``snmp_ups_input_voltage_volts{line}``,
+  ``snmp_ups_input_frequency_hertz{line}``, ``snmp_ups_output_voltage_volts{line}``,
+  ``snmp_ups_output_power_watts{line}``, ``snmp_ups_load_ratio{line}``,
+  ``snmp_ups_battery_replace_needed`` (APC); events ``snmp.ups_on_battery`` (critical) and
+  ``snmp.ups_on_line`` when the output source changes;
+* printers (Printer-MIB, HOST-RESOURCES-MIB): ``snmp_printer_status{printer}`` (hrPrinterStatus),
+  ``snmp_printer_error{printer,condition}`` 1/0 per hrPrinterDetectedErrorState bit (low_paper,
+  no_paper, low_toner, no_toner, door_open, jammed, offline, service_requested, …),
+  ``snmp_printer_supply_level_ratio{supply,supply_type,colorant}``,
+  ``snmp_printer_tray_level_ratio{tray}`` (absent for the special levels -1, -2 and -3 "some
+  remaining": see ``agent/snmp/profiles/_printer-mib.yaml``), ``snmp_printer_pages_total``,
+  ``snmp_printer_alert_active{alert,code,alert_severity,group}`` per current prtAlertTable row;
+  events, one kind per condition that needs a person, when its bit gets set:
+  ``snmp.printer_jam``, ``snmp.printer_door_open``, ``snmp.printer_toner_empty``,
+  ``snmp.printer_paper_empty``, ``snmp.printer_service_requested`` (warning),
+  ``snmp.printer_offline`` (info);
+* Wi-Fi (Ubiquiti airMAX): ``snmp_wifi_{signal,noise_floor,tx_power}_dbm``,
+  ``snmp_wifi_ccq_ratio``, ``snmp_wifi_{tx,rx}_rate_bits_per_second``, ``snmp_wifi_stations``,
+  ``snmp_wifi_frequency_hertz``.
+
+Facts add, for every device, the ENTITY-MIB chassis rows (model, serial, hardware, firmware,
+software; re-read hourly) and the LLDP neighbours (local port → remote system name, port id and
+description, chassis id; re-read every 15 minutes), and per profile the UPS identity, the
+printer's name, serial, supplies, trays and alert texts, the access point's radios.
 
 A device that fails (no answer, refused credentials, noSuchObject for the system group, garbage)
 reports ``snmp_up 0`` and ``probe_failure_info{probe="snmp",target=<device>,uplink="lan",reason}``
@@ -70,7 +99,7 @@ from agent.snmp.client import (
     secret_values,
 )
 from agent.snmp.errors import ProfileError, SnmpError
-from agent.snmp.profiles import Column, Profile, ProfileSet, Table, load_profiles
+from agent.snmp.profiles import Column, Profile, ProfileSet, Table, Tag, Transition, load_profiles
 from agent.snmp.rates import counter_rate, restarted
 
 log = logging.getLogger("centerwatch.agent.snmp")
@@ -360,9 +389,22 @@ async def read_device(
         scalars.update(await client.get(rest))
     tables: dict[str, dict[str, ColumnReading]] = {}
     before = dstate.reading.tables if dstate.reading is not None and dstate.profile == profile.name else {}
+    walked: dict[str, ColumnReading] = {}  # one walk per OID and poll, however many columns read it
     for table in profile.tables:
+        old = before.get(table.name)
+        if (
+            table.refresh_s is not None
+            and old
+            and all(c.id in old for c in table.columns)
+            and read_at - min(r.mono_s for r in old.values()) < table.refresh_s
+        ):
+            tables[table.name] = old  # a table read for facts: its last reading is recent enough
+            continue
         columns: dict[str, ColumnReading] = {}
         for column in table.columns:
+            if column.oid in walked:
+                columns[column.id] = walked[column.oid]
+                continue
             # one GETBULK for the whole column when its size is known: the rows of the last poll
             # and one more (the first OID past the column ends the walk); decoding the overshoot
             # of a fixed max-repetitions is most of pysnmp's CPU on small tables
@@ -375,7 +417,7 @@ async def read_device(
                 if not oid.startswith(prefix):
                     raise SnmpError("malformed", f"walk of {column.oid} returned {oid}, outside the subtree")
                 values[oid[len(prefix) :]] = value
-            columns[column.id] = ColumnReading(mono(), values)
+            columns[column.id] = walked[column.oid] = ColumnReading(mono(), values)
         tables[table.name] = columns
     return profile, Reading(read_at, ticks, scalars, tables)
 
@@ -436,14 +478,31 @@ def _index_key(index: str) -> tuple[int, ...]:
 
 
 def _index_labels(names: Sequence[str], index: str) -> dict[str, str]:
+    """One label per index name, an arc each, the last name taking the remaining arcs; ``_``
+    names an arc that is no label."""
     if not names:
         return {}
     arcs = index.split(".")
     if len(names) == 1:
-        return {names[0]: index}
-    labels = {name: arcs[i] for i, name in enumerate(names[:-1]) if i < len(arcs)}
-    labels[names[-1]] = ".".join(arcs[len(names) - 1 :])
+        labels = {names[0]: index}
+    else:
+        labels = {name: arcs[i] for i, name in enumerate(names[:-1]) if i < len(arcs)}
+        labels[names[-1]] = ".".join(arcs[len(names) - 1 :])
+    labels.pop("_", None)
     return labels
+
+
+def bit_set(value: Value, bit: int) -> bool | None:
+    """Bit ``bit`` of a BITS value (an OCTET STRING whose bit 0 is the first octet's high bit);
+    a bit past the value's octets is clear. ``None`` when the value is no octet string."""
+    if not isinstance(value, bytes):
+        return None
+    octet = bit // 8
+    return octet < len(value) and bool(value[octet] & (0x80 >> (bit % 8)))
+
+
+def _valid(value: float, valid_min: float | None) -> float | None:
+    return None if valid_min is not None and value < valid_min else value
 
 
 def emit(obs: Observations, device: str, profile: Profile, reading: Reading, previous: Reading | None) -> None:
@@ -480,7 +539,11 @@ def emit(obs: Observations, device: str, profile: Profile, reading: Reading, pre
         elif metric.true_values is not None:
             obs.add(metric.name, 1.0 if number(raw, metric.oid) in metric.true_values else 0.0, **labels)
         else:
-            obs.add(metric.name, number(raw, metric.oid) * metric.scale, **labels)
+            value = _valid(number(raw, metric.oid), metric.valid_min)
+            if value is not None:
+                obs.add(metric.name, value * metric.scale, **labels)
+    if previous is not None:
+        emit_scalar_events(obs, device, profile, reading, previous)
     for table in profile.tables:
         emit_table(
             obs,
@@ -490,6 +553,32 @@ def emit(obs: Observations, device: str, profile: Profile, reading: Reading, pre
             reading.tables.get(table.name, {}),
             previous_for_rates.tables.get(table.name) if previous_for_rates else None,
             previous.tables.get(table.name) if previous else None,
+            reading.tables,
+        )
+
+
+def _fires(transition: Transition, before: int, now: int) -> bool:
+    if now not in transition.to:
+        return False
+    return before not in transition.to if transition.from_ is None else before in transition.from_
+
+
+def emit_scalar_events(obs: Observations, device: str, profile: Profile, reading: Reading, previous: Reading) -> None:
+    """The profile's ``events``: a scalar that changed between the previous poll and this one."""
+    by_id = {m.id: m for m in profile.metrics if m.id is not None}
+    for transition in profile.events:
+        metric = by_id[transition.column]
+        before, now = previous.scalars.get(metric.oid), reading.scalars.get(metric.oid)
+        if not isinstance(before, int) or not isinstance(now, int) or not _fires(transition, before, now):
+            continue
+        if any(reading.scalars.get(by_id[ref].oid) in vetoes for ref, vetoes in transition.unless.items()):
+            continue
+        names = profile.enums.get(metric.enum or "", {})
+        obs.event(
+            transition.kind,
+            f"{device}: {metric.id} {names.get(before, before)} → {names.get(now, now)}",
+            transition.severity,
+            device=device,
         )
 
 
@@ -505,8 +594,12 @@ def table_rows(
     table: Table,
     columns: Mapping[str, ColumnReading],
     previous: Mapping[str, ColumnReading] | None,
+    tables: Mapping[str, Mapping[str, ColumnReading]] | None = None,
+    enums: Mapping[str, Mapping[int, str]] | None = None,
 ) -> list[Row]:
-    """Rows of a table with their labels and computed values (gauges scaled, counters as rates)."""
+    """Rows of a table with their labels and computed values (gauges scaled, counters as rates).
+    ``tables`` (the whole reading) serves tags that look up another table; ``enums`` tags that name
+    values. Rows failing the table's ``where`` are left out."""
     indexes: dict[str, None] = {}
     for reading in columns.values():
         indexes.update(dict.fromkeys(reading.rows))
@@ -515,17 +608,16 @@ def table_rows(
     rows: list[Row] = []
     for index in ordered:
         raw = {cid: col.rows[index] for cid, col in columns.items() if index in col.rows}
+        if any(raw.get(ref) not in allowed for ref, allowed in table.where.items()):
+            continue
         labels = _index_labels(table.index or [], index)
         for tag in table.tags:
-            value = raw.get(tag.column)
-            if (value is None or text(value) == "") and tag.fallback is not None:
-                value = raw.get(tag.fallback)
-            labels[tag.label] = text(value)[:MAX_LABEL] if value is not None and text(value) else index
+            labels[tag.label] = _tag_value(tag, index, raw, tables or {}, enums or {})
         values: dict[str, float | None] = {}
         counters: list[Column] = []
         for column in table.columns:
-            if column.id not in raw:
-                values[column.id] = None
+            if column.id not in raw or column.bits is not None:
+                values[column.id] = None  # absent, or bits (read by emit_table)
             elif column.type == "counter":
                 counters.append(column)
             elif isinstance(raw[column.id], int) or column.metric or column.multiply_by:
@@ -538,10 +630,42 @@ def table_rows(
     return rows
 
 
+def _tag_value(
+    tag: Tag,
+    index: str,
+    raw: Mapping[str, Value],
+    tables: Mapping[str, Mapping[str, ColumnReading]],
+    enums: Mapping[str, Mapping[int, str]],
+) -> str:
+    source: Mapping[str, Value | None] = raw
+    if tag.lookup is not None:
+        arcs = index.split(".")
+        parts: list[str] = []
+        for part in tag.lookup.key:
+            if part.startswith("index."):
+                n = int(part.removeprefix("index."))
+                parts.append(arcs[n - 1] if n <= len(arcs) else "")
+            else:
+                parts.append(text(raw[part]) if part in raw else "")
+        key = ".".join(parts)
+        other = tables.get(tag.lookup.table, {})
+        source = {cid: col.rows.get(key) for cid, col in other.items()}
+    value = source.get(tag.column)
+    if (value is None or text(value) == "") and tag.fallback is not None:
+        value = source.get(tag.fallback)
+    if value is None or text(value) == "":
+        return tag.default if tag.default is not None else index
+    if tag.enum is not None and isinstance(value, int):
+        return enums.get(tag.enum, {}).get(value, str(value))[:MAX_LABEL]
+    return text(value)[:MAX_LABEL]
+
+
 def _gauge(column: Column, raw: Mapping[str, Value], where: str) -> float | None:
     value = number(raw[column.id], where)
     if column.true_values is not None:
         return 1.0 if value in column.true_values else 0.0
+    if _valid(value, column.valid_min) is None:
+        return None  # a special value (-1 other, -2 unknown, -3 some remaining …)
     value *= column.scale
     if column.multiply_by is not None:
         factor = raw.get(column.multiply_by)
@@ -588,10 +712,22 @@ def emit_table(
     columns: Mapping[str, ColumnReading],
     previous_for_rates: Mapping[str, ColumnReading] | None,
     previous: Mapping[str, ColumnReading] | None,
+    tables: Mapping[str, Mapping[str, ColumnReading]] | None = None,
 ) -> None:
-    for row in table_rows(table, columns, previous_for_rates):
+    by_id = {c.id: c for c in table.columns}
+    for row in table_rows(table, columns, previous_for_rates, tables, profile.enums):
         base = {"device": device, **row.labels}
+        if table.row_metric is not None:
+            obs.add(table.row_metric, 1.0, **base)
         for column in table.columns:
+            if column.bits is not None:
+                if column.metric and column.bit_label and column.id in row.raw:
+                    for bit, name in profile.enums[column.bits].items():
+                        state = bit_set(row.raw[column.id], bit)
+                        if state is not None:
+                            labels = {**base, **column.labels, column.bit_label: name}
+                            obs.add(column.metric, 1.0 if state else 0.0, **labels)
+                continue
             value = row.values.get(column.id)
             if column.metric and value is not None:
                 obs.add(column.metric, value, **{**base, **column.labels})
@@ -605,21 +741,23 @@ def emit_table(
             before_col = previous.get(transition.column)
             before = before_col.rows.get(row.index) if before_col else None
             now = row.raw.get(transition.column)
-            if not isinstance(before, int) or not isinstance(now, int):
+            if before is None or now is None:
                 continue
-            if before not in transition.from_ or now not in transition.to:
-                continue
+            column = by_id[transition.column]
+            what = " ".join(f"{k}={v}" for k, v in row.labels.items())
+            if transition.bit is not None:
+                bit = next(b for b, n in profile.enums[column.bits or ""].items() if n == transition.bit)
+                if bit_set(before, bit) is not False or bit_set(now, bit) is not True:
+                    continue
+                message = f"{device} {what}: {transition.bit}"
+            else:
+                if not isinstance(before, int) or not isinstance(now, int) or not _fires(transition, before, now):
+                    continue
+                names = profile.enums.get(column.enum or "", {})
+                message = f"{device} {what}: {transition.column} {names.get(before, before)} → {names.get(now, now)}"
             if any(row.raw.get(ref) in vetoes for ref, vetoes in transition.unless.items()):
                 continue
-            column = next(c for c in table.columns if c.id == transition.column)
-            names = profile.enums.get(column.enum or "", {})
-            what = " ".join(f"{k}={v}" for k, v in row.labels.items())
-            obs.event(
-                transition.kind,
-                f"{device} {what}: {transition.column} {names.get(before, before)} → {names.get(now, now)}",
-                transition.severity,
-                **base,
-            )
+            obs.event(transition.kind, message, transition.severity, **base)
 
 
 def device_facts(device: Device, profile: Profile, reading: Reading) -> dict[str, Any]:
@@ -639,17 +777,28 @@ def device_facts(device: Device, profile: Profile, reading: Reading) -> dict[str
             continue
         entries = []
         by_id = {c.id: c for c in table.columns}
-        for row in table_rows(table, reading.tables.get(table.name, {}), None):
+        for row in table_rows(table, reading.tables.get(table.name, {}), None, reading.tables, profile.enums):
             entry: dict[str, Any] = dict(row.labels)
             for cid in table.facts:
                 raw = row.raw.get(cid)
                 if raw is None:
                     continue
                 column = by_id[cid]
+                number_value = row.values.get(cid)
                 if column.enum is not None and isinstance(raw, int):
-                    entry[cid] = profile.enums[column.enum].get(raw, str(raw))
-                elif row.values.get(cid) is not None and column.type == "gauge":
-                    entry[cid] = row.values[cid]
+                    # a named value, else the number (a level whose map names only its special values)
+                    name = profile.enums[column.enum].get(raw)
+                    if name is not None:
+                        entry[cid] = name
+                    elif number_value is not None and column.type == "gauge" and column.true_values is None:
+                        entry[cid] = number_value
+                    else:
+                        entry[cid] = str(raw)
+                elif column.bits is not None:
+                    names = profile.enums[column.bits]
+                    entry[cid] = [n for b, n in names.items() if bit_set(raw, b)]
+                elif number_value is not None and column.type == "gauge":
+                    entry[cid] = number_value
                 else:
                     entry[cid] = text(raw)
             entries.append(entry)

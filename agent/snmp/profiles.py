@@ -28,13 +28,35 @@ A profile file (``agent/snmp/profiles/<name>.yaml``, or a site's ``profiles_dir`
 
 A column's value is ``raw × scale`` (× another column with ``multiply_by``); a ``counter`` becomes a
 rate per second (``rates.counter_rate``; ``rate_limit`` names the column bounding it, used to tell a
-64-bit wrap from a reset); ``true_values`` turns it into 1/0. A column without ``metric`` is read
-only as input (a tag, a factor, a fact). Files whose name starts with ``_`` are building blocks:
-they can be extended but never match a device.
+64-bit wrap from a reset); ``true_values`` turns it into 1/0; a reading below ``valid_min`` is a
+special value (RFC 3805's -1 other, -2 unknown, -3 some remaining): no sample, no ratio. A column
+without ``metric`` is read only as input (a tag, a factor, a fact). Files whose name starts with
+``_`` are building blocks: they can be extended but never match a device. More keys::
+
+    metrics: [{name: snmp_ups_on_battery, oid: …, true_values: [5], id: output_source, enum: src}]
+    events:                              # on scalars: ``column`` is a metric's id; ``from``
+      - {kind: snmp.ups_on_battery, column: output_source, to: [5], severity: critical}  # omitted: any other value
+    tables:
+      - name: printer_status
+        index: [_, alert]                # ``_``: an index arc that is no label
+        where: {class: [3]}              # only rows with these values (ENTITY-MIB chassis rows)
+        row_metric: snmp_printer_alert_active   # 1 per row (a table of current conditions)
+        refresh_s: 3600                  # walked again only when older (tables read for facts)
+        tags:
+          - {label: supply_type, column: type, enum: supply_type}     # the enum's name as label
+          - {label: colorant, column: value, default: none,           # a column of another table's row:
+             lookup: {table: colorants, key: [index.1, colorant_index]}}   # its index = these parts
+        columns:
+          - {id: errors, oid: …, bits: printer_errors, bit_label: condition, metric: snmp_printer_error}
+        events: [{kind: snmp.printer_jam, column: errors, bit: jammed}]   # when that bit gets set
+
+``bits`` reads a BITS value (an OCTET STRING, bit 0 the first octet's high bit) through an enum
+of bit number → name: one 1/0 sample per named bit, the name in label ``bit_label``.
 
 ``load_profiles`` validates every file with msgspec (unknown keys refused) and then the merged
-result (references between columns, unique sysObjectID prefixes); each error names the file and the
-key. The device's profile is the one whose ``sysobjectid`` prefix is the longest match.
+result (references between columns, tables, enums and bits, unique sysObjectID prefixes); each
+error names the file and the key. The device's profile is the one whose ``sysobjectid`` prefix is
+the longest match.
 """
 
 from __future__ import annotations
@@ -59,6 +81,8 @@ _PATTERNS = {
     "event": r"^snmp\.[a-z0-9_.]+$",
     "fact": r"^[A-Za-z][A-Za-z0-9_]*$",
     "file": r"^[A-Za-z0-9_.-]+\.yaml$",
+    "index": r"^(_|[a-z][a-z0-9_]*)$",
+    "key": r"^(index\.[1-9][0-9]*|[a-z][a-z0-9_]*)$",
 }
 #: what each pattern means, for error messages
 _MEANING = {
@@ -69,6 +93,8 @@ _MEANING = {
     _PATTERNS["event"]: "an event kind snmp.[a-z0-9_.]+",
     _PATTERNS["fact"]: "a fact name [A-Za-z][A-Za-z0-9_]*",
     _PATTERNS["file"]: "a profile file name ending in .yaml",
+    _PATTERNS["index"]: "a label name [a-z][a-z0-9_]*, or _ for an index arc that is no label",
+    _PATTERNS["key"]: "index.N (the row index's Nth arc) or a column id of this table",
 }
 OidText = Annotated[str, msgspec.Meta(pattern=_PATTERNS["oid"])]
 OidPrefix = Annotated[str, msgspec.Meta(pattern=_PATTERNS["prefix"])]
@@ -78,6 +104,8 @@ LabelName = Annotated[str, msgspec.Meta(pattern=_PATTERNS["ident"], max_length=6
 EventKind = Annotated[str, msgspec.Meta(pattern=_PATTERNS["event"], max_length=100)]
 FactName = Annotated[str, msgspec.Meta(pattern=_PATTERNS["fact"], max_length=64)]
 FileName = Annotated[str, msgspec.Meta(pattern=_PATTERNS["file"])]
+IndexName = Annotated[str, msgspec.Meta(pattern=_PATTERNS["index"], max_length=64)]
+KeyPart = Annotated[str, msgspec.Meta(pattern=_PATTERNS["key"], max_length=64)]
 Scale = Annotated[float, msgspec.Meta(gt=0)]
 Kind = Literal["gauge", "counter"]
 #: label names a profile may not use: the check's own, the collector's, and Observations' arguments
@@ -92,6 +120,12 @@ class Metric(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     scale: Scale = 1.0
     labels: dict[LabelName, str] = {}
     true_values: list[int] | None = None
+    #: readings below it are special values (-1 "other", -2 "unknown" …): no sample
+    valid_min: float | None = None
+    #: names the scalar for the profile's ``events``
+    id: Ident | None = None
+    #: names the values in event messages
+    enum: Ident | None = None
 
 
 class Fact(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -111,12 +145,30 @@ class Column(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     multiply_by: Ident | None = None
     rate_limit: Ident | None = None
     enum: Ident | None = None
+    valid_min: float | None = None
+    #: a BITS value (OCTET STRING, bit 0 = the first octet's high bit): an enum naming the bits
+    #: (bit number → name); the metric is 1/0 per named bit, with the name as label ``bit_label``
+    bits: Ident | None = None
+    bit_label: LabelName | None = None
+
+
+class Lookup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The row of another table of the profile whose index is ``key``'s parts joined by dots."""
+
+    table: Ident
+    key: list[KeyPart]
 
 
 class Tag(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     label: LabelName
     column: Ident
     fallback: Ident | None = None
+    #: the label is the enum's name for the value (the number when the enum has none)
+    enum: Ident | None = None
+    #: ``column`` and ``fallback`` are read in this row of another table
+    lookup: Lookup | None = None
+    #: the label when the row has no value (without it: the row index)
+    default: str | None = None
 
 
 class Ratio(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -127,22 +179,32 @@ class Ratio(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Transition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An event when ``column`` goes from a value in ``from`` (any value not in ``to`` when
+    omitted) to one in ``to``; or, with ``bit``, when that bit of a ``bits`` column gets set."""
+
     kind: EventKind
     column: Ident
-    from_: list[int] = msgspec.field(name="from")
-    to: list[int]
+    from_: list[int] | None = msgspec.field(default=None, name="from")
+    to: list[int] = []
+    bit: Ident | None = None
     unless: dict[Ident, list[int]] = {}
     severity: Severity = "info"
 
 
 class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: Ident
-    index: list[LabelName] | None = None
+    index: list[IndexName] | None = None
     tags: list[Tag] = []
     columns: list[Column] = []
     ratios: list[Ratio] = []
     events: list[Transition] = []
     facts: list[Ident] = []
+    #: only rows whose columns have one of these values
+    where: dict[Ident, list[int]] = {}
+    #: 1 for every row the table has (a table of current conditions: each row is one)
+    row_metric: MetricName | None = None
+    #: walked again only when its last reading is older than this (tables read for facts)
+    refresh_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
 
 
 class ProfileFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -155,6 +217,8 @@ class ProfileFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     facts: list[Fact] = []
     enums: dict[Ident, dict[int, str]] = {}
     tables: list[Table] = []
+    #: events on scalars: ``column`` names a metric's ``id``
+    events: list[Transition] = []
 
 
 @dataclass(frozen=True)
@@ -167,6 +231,7 @@ class Profile:
     facts: tuple[Fact, ...]
     enums: Mapping[str, Mapping[int, str]]
     tables: tuple[Table, ...]
+    events: tuple[Transition, ...] = ()
 
     @property
     def abstract(self) -> bool:
@@ -318,6 +383,7 @@ def _resolve(
         facts=tuple(raw.facts),
         enums=dict(raw.enums),
         tables=tuple(raw.tables),
+        events=tuple(raw.events),
     )
     result = own
     if parents:
@@ -332,6 +398,8 @@ def _resolve(
 def _key(item: Any, field: str) -> Any:
     if isinstance(item, Ratio):  # one metric, told apart by its labels (direction: in / out)
         return (item.metric, tuple(sorted(item.labels.items())))
+    if isinstance(item, Metric):  # one name for several scalars, told apart by labels (line: 1 / 2)
+        return (item.name, tuple(sorted(item.labels.items())))
     return getattr(item, field)
 
 
@@ -352,13 +420,17 @@ def _merge_table(parent: Table, child: Table) -> Table:
         ratios=list(_by_key(parent.ratios, child.ratios, "metric")),
         events=list({(e.kind, e.column): e for e in (*parent.events, *child.events)}.values()),
         facts=list(dict.fromkeys((*parent.facts, *child.facts))),
+        where=child.where or parent.where,
+        row_metric=child.row_metric if child.row_metric is not None else parent.row_metric,
+        refresh_s=child.refresh_s if child.refresh_s is not None else parent.refresh_s,
     )
 
 
 def merge(parent: Profile, child: Profile) -> Profile:
-    """``child`` over ``parent``: scalars, facts and ratios by name, enums by name (a child's map
-    replaces the parent's), tables by name and within a table columns by id, tags by label;
-    ``sysobjectid`` and ``description`` are the child's own."""
+    """``child`` over ``parent``: scalars and ratios by name and labels, facts by name, enums by
+    name (a child's map replaces the parent's), events by kind and column, tables by name and
+    within a table columns by id, tags by label (``where``, ``row_metric``, ``refresh_s``: the
+    child's when it gives them); ``sysobjectid`` and ``description`` are the child's own."""
     tables = {t.name: t for t in parent.tables}
     for table in child.tables:
         tables[table.name] = _merge_table(tables[table.name], table) if table.name in tables else table
@@ -371,6 +443,7 @@ def merge(parent: Profile, child: Profile) -> Profile:
         facts=_by_key(parent.facts, child.facts, "name"),
         enums={**parent.enums, **child.enums},
         tables=tuple(tables.values()),
+        events=tuple({(e.kind, e.column): e for e in (*parent.events, *child.events)}.values()),
     )
 
 
@@ -387,6 +460,10 @@ def _validate(profile: Profile, raw: ProfileFile) -> None:
     where = profile.file
     for i, metric in enumerate(profile.metrics):
         _check_labels(where, f"metrics[{i}].labels", metric.labels)
+        if metric.type == "counter" and metric.true_values is not None:
+            raise ProfileError(where, f"metrics[{metric.name}].true_values", "a counter cannot be a boolean")
+        if metric.enum is not None and metric.enum not in profile.enums:
+            raise ProfileError(where, f"metrics[{metric.name}].enum", f"no enum {metric.enum!r}")
     if profile.abstract and raw.sysobjectid:
         raise ProfileError(where, "sysobjectid", "a building block (file name starting with _) never matches a device")
     if not profile.abstract and not profile.sysobjectid:
@@ -394,54 +471,129 @@ def _validate(profile: Profile, raw: ProfileFile) -> None:
     for i, fact in enumerate(profile.facts):
         if fact.enum is not None and fact.enum not in profile.enums:
             raise ProfileError(where, f"facts[{i}].enum", f"no enum {fact.enum!r}")
+    scalars: dict[str, Metric] = {}
+    for metric in profile.metrics:
+        if metric.id is not None:
+            if metric.id in scalars:
+                raise ProfileError(where, f"metrics[{metric.name}].id", f"{metric.id!r} names another metric too")
+            scalars[metric.id] = metric
+    for event in profile.events:
+        key = f"events[{event.kind}]"
+        if event.column not in scalars:
+            raise ProfileError(where, f"{key}.column", f"no metric with id {event.column!r}")
+        if event.bit is not None:
+            raise ProfileError(where, f"{key}.bit", "bit events are for table columns with bits")
+        _check_transition(where, key, event)
+        for ref in event.unless:
+            if ref not in scalars:
+                raise ProfileError(where, f"{key}.unless.{ref}", f"no metric with id {ref!r}")
+    tables = {t.name: t for t in profile.tables}
     for table in profile.tables:
-        at = f"tables[{table.name}]"
-        if table.index is None:
-            raise ProfileError(where, f"{at}.index", "required key is missing")
-        columns = {c.id: c for c in table.columns}
-        _check_labels(where, f"{at}.index", table.index)
-        row_labels = [*table.index, *(t.label for t in table.tags)]
-        if len(set(row_labels)) != len(row_labels):
-            raise ProfileError(where, f"{at}.tags", f"table {table.name!r}: a label is given twice by index and tags")
-        _check_labels(where, f"{at}.tags", (t.label for t in table.tags))
-        for column in table.columns:
-            _check_labels(where, f"{at}.columns[{column.id}].labels", column.labels, row_labels)
-        for ratio in table.ratios:
-            _check_labels(where, f"{at}.ratios[{ratio.metric}].labels", ratio.labels, row_labels)
-        if not columns:
-            raise ProfileError(where, f"{at}.columns", f"table {table.name!r} has no columns")
+        _validate_table(where, profile, table, tables)
 
-        def need(key: str, ref: str | None, table: Table = table, columns: dict[str, Column] = columns) -> None:
-            if ref is not None and ref not in columns:
-                raise ProfileError(where, key, f"table {table.name!r} has no column {ref!r}")
 
-        for column in table.columns:
-            key = f"{at}.columns[{column.id}]"
-            need(f"{key}.multiply_by", column.multiply_by)
-            need(f"{key}.rate_limit", column.rate_limit)
-            if column.enum is not None and column.enum not in profile.enums:
-                raise ProfileError(where, f"{key}.enum", f"no enum {column.enum!r}")
-            if column.type == "counter" and column.true_values is not None:
-                raise ProfileError(where, f"{key}.true_values", "a counter cannot be a boolean")
-        for tag in table.tags:
-            need(f"{at}.tags[{tag.label}].column", tag.column)
-            need(f"{at}.tags[{tag.label}].fallback", tag.fallback)
-        for ratio in table.ratios:
-            need(f"{at}.ratios[{ratio.metric}].numerator", ratio.numerator)
-            need(f"{at}.ratios[{ratio.metric}].denominator", ratio.denominator)
-        for event in table.events:
-            need(f"{at}.events[{event.kind}].column", event.column)
-            for ref in event.unless:
-                need(f"{at}.events[{event.kind}].unless.{ref}", ref)
-        for fact_column in table.facts:
-            need(f"{at}.facts", fact_column)
-        emits = any(c.metric for c in table.columns) or bool(table.ratios)
-        if emits and not table.index and not table.tags:
-            raise ProfileError(
-                where,
-                f"{at}.index",
-                f"table {table.name!r} emits metrics: give index labels or tags to tell rows apart",
-            )
+def row_label_names(table: Table) -> list[str]:
+    """The labels every sample of a row carries: index names (not ``_``) and tags."""
+    return [*(n for n in table.index or () if n != "_"), *(t.label for t in table.tags)]
+
+
+def _check_transition(where: str, key: str, event: Transition) -> None:
+    if event.bit is None and not event.to:
+        raise ProfileError(where, f"{key}.to", "required: the values that fire the event (or bit, for a bits column)")
+    if event.bit is not None and (event.to or event.from_ is not None):
+        raise ProfileError(where, f"{key}.bit", "a bit event fires when the bit gets set: no from or to")
+
+
+def _validate_table(where: str, profile: Profile, table: Table, tables: Mapping[str, Table]) -> None:
+    at = f"tables[{table.name}]"
+    if table.index is None:
+        raise ProfileError(where, f"{at}.index", "required key is missing")
+    columns = {c.id: c for c in table.columns}
+    labels = [n for n in table.index if n != "_"]
+    _check_labels(where, f"{at}.index", labels)
+    row_labels = row_label_names(table)
+    if len(set(row_labels)) != len(row_labels):
+        raise ProfileError(where, f"{at}.tags", f"table {table.name!r}: a label is given twice by index and tags")
+    _check_labels(where, f"{at}.tags", (t.label for t in table.tags))
+    for column in table.columns:
+        _check_labels(where, f"{at}.columns[{column.id}].labels", column.labels, row_labels)
+        if column.bit_label is not None:
+            _check_labels(where, f"{at}.columns[{column.id}].bit_label", [column.bit_label], row_labels)
+    for ratio in table.ratios:
+        _check_labels(where, f"{at}.ratios[{ratio.metric}].labels", ratio.labels, row_labels)
+    if not columns:
+        raise ProfileError(where, f"{at}.columns", f"table {table.name!r} has no columns")
+
+    def need(key: str, ref: str | None) -> None:
+        if ref is not None and ref not in columns:
+            raise ProfileError(where, key, f"table {table.name!r} has no column {ref!r}")
+
+    def enum(key: str, name: str | None) -> None:
+        if name is not None and name not in profile.enums:
+            raise ProfileError(where, key, f"no enum {name!r}")
+
+    for column in table.columns:
+        key = f"{at}.columns[{column.id}]"
+        need(f"{key}.multiply_by", column.multiply_by)
+        need(f"{key}.rate_limit", column.rate_limit)
+        enum(f"{key}.enum", column.enum)
+        enum(f"{key}.bits", column.bits)
+        if column.type == "counter" and column.true_values is not None:
+            raise ProfileError(where, f"{key}.true_values", "a counter cannot be a boolean")
+        if column.bits is not None:
+            if column.type == "counter" or column.true_values is not None or column.multiply_by is not None:
+                raise ProfileError(where, f"{key}.bits", "a bits column is no counter, boolean or product")
+            if column.metric is not None and column.bit_label is None:
+                raise ProfileError(where, f"{key}.bit_label", "required: the label naming each bit's sample")
+        elif column.bit_label is not None:
+            raise ProfileError(where, f"{key}.bit_label", "only for a column with bits")
+    for tag in table.tags:
+        key = f"{at}.tags[{tag.label}]"
+        enum(f"{key}.enum", tag.enum)
+        if tag.lookup is None:
+            need(f"{key}.column", tag.column)
+            need(f"{key}.fallback", tag.fallback)
+            continue
+        other = tables.get(tag.lookup.table)
+        if other is None or other.name == table.name:
+            raise ProfileError(where, f"{key}.lookup.table", f"no other table {tag.lookup.table!r} in this profile")
+        theirs = {c.id for c in other.columns}
+        for ref, sub in ((tag.column, "column"), (tag.fallback, "fallback")):
+            if ref is not None and ref not in theirs:
+                raise ProfileError(where, f"{key}.{sub}", f"table {other.name!r} has no column {ref!r}")
+        if not tag.lookup.key:
+            raise ProfileError(where, f"{key}.lookup.key", "required: the parts of the other table's row index")
+        for part in tag.lookup.key:
+            if not part.startswith("index."):
+                need(f"{key}.lookup.key", part)
+    for ratio in table.ratios:
+        need(f"{at}.ratios[{ratio.metric}].numerator", ratio.numerator)
+        need(f"{at}.ratios[{ratio.metric}].denominator", ratio.denominator)
+    for event in table.events:
+        key = f"{at}.events[{event.kind}]"
+        need(f"{key}.column", event.column)
+        _check_transition(where, key, event)
+        if event.bit is not None:
+            names = profile.enums.get(columns[event.column].bits or "")
+            if names is None:
+                raise ProfileError(where, f"{key}.bit", f"column {event.column!r} has no bits")
+            if event.bit not in names.values():
+                raise ProfileError(where, f"{key}.bit", f"no bit {event.bit!r} in enum {columns[event.column].bits!r}")
+        for ref in event.unless:
+            need(f"{key}.unless.{ref}", ref)
+    for fact_column in table.facts:
+        need(f"{at}.facts", fact_column)
+    for ref in table.where:
+        need(f"{at}.where.{ref}", ref)
+    if table.refresh_s is not None and any(c.type == "counter" for c in table.columns):
+        raise ProfileError(where, f"{at}.refresh_s", "a table with counters is read on every poll")
+    emits = any(c.metric for c in table.columns) or bool(table.ratios) or table.row_metric is not None
+    if emits and not row_labels:
+        raise ProfileError(
+            where,
+            f"{at}.index",
+            f"table {table.name!r} emits metrics: give index labels or tags to tell rows apart",
+        )
 
 
 def _check_prefixes(profiles: Mapping[str, Profile]) -> None:

@@ -1,5 +1,7 @@
 """The SNMP check against fake devices (a dict of OIDs behind the ``SnmpClient`` Protocol): rates
-across runs, restarts, wraps, interface events, facts, and each failure kept to its own device."""
+across runs, restarts, wraps, interface events, facts, and each failure kept to its own device;
+the profile features printers, UPSes, ENTITY-MIB and LLDP use (BITS, special values, lookups,
+row filters, scalar events, fact tables read less often)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from agent.config import AgentConfig, check_specs
 from agent.errors import ConfigError
 from agent.snmp.client import V3, Counter32, Counter64, Secret, V2c, Value, scrub
 from agent.snmp.errors import ProfileError, SnmpError
+from agent.snmp.profiles import build_profiles
 from centerwatch.wire import Event, Sample
 
 NOW_MS = 1_795_900_000_000
@@ -342,7 +345,8 @@ async def test_a_configured_profile_wins_over_sysobjectid() -> None:
 
 async def test_an_unknown_configured_profile_fails_the_run_loudly() -> None:
     with pytest.raises(
-        ProfileError, match=r"devices\.sw\.profile: no profile 'catalyst'; known: cisco-catalyst, generic"
+        ProfileError,
+        match=r"devices\.sw\.profile: no profile 'catalyst'; known: apc, cisco-catalyst, generic, printer, ",
     ):
         await run(config(v2c("sw", profile="catalyst")), Connector({}), snmp.Runtime(), Clock())
 
@@ -588,3 +592,274 @@ async def test_an_unexpected_error_quoting_a_secret_is_scrubbed(caplog: pytest.L
     assert "library bug: community '***' rejected" in event.message
     assert COMMUNITY not in event.message
     assert COMMUNITY not in caplog.text
+
+
+# --- printers, UPSes, inventory and neighbours ----------------------------------------------------------
+
+HP_PRINTER = "1.3.6.1.4.1.11.2.3.9.1"
+HR = "1.3.6.1.2.1.25"
+PRT = "1.3.6.1.2.1.43"
+UPS = "1.3.6.1.2.1.33.1"
+EATON = "1.3.6.1.4.1.705.1"
+
+
+def printer(*, errors: bytes = b"\x80\x00", toner: int = 37, ticks: int = 500_000) -> dict[str, Value]:
+    """A laser printer: black toner (toner/100), a drum at -3 "some remaining", a fuser with no
+    amounts (-1, -2), two trays (Tray 1 at -3, Tray 2 with 20 of 250 sheets), one alert."""
+    data: dict[str, Value] = {
+        f"{SYS}.1.0": b"HP ETHERNET MULTI-ENVIRONMENT",
+        f"{SYS}.2.0": HP_PRINTER,
+        f"{SYS}.3.0": ticks,
+        f"{SYS}.5.0": b"printer-1",
+        f"{HR}.3.5.1.1.1": 3,  # hrPrinterStatus idle
+        f"{HR}.3.5.1.2.1": errors,  # hrPrinterDetectedErrorState
+        f"{PRT}.5.1.1.16.1": b"HP LaserJet Pro M404dn",
+        f"{PRT}.5.1.1.17.1": b"PHBQB12345",
+        f"{PRT}.10.2.1.4.1.1": Counter32(48213),
+        f"{PRT}.12.1.1.4.1.1": b"black",
+    }
+    supplies = [
+        (1, 3, 21, b"Black Cartridge", 100, toner),
+        (0, 3, 9, b"Imaging Drum", 23000, -3),
+        (0, 3, 15, b"Fuser Kit", -1, -2),
+    ]
+    for i, (colorant, cls, kind, descr, maxc, level) in enumerate(supplies, start=1):
+        for col, value in ((3, colorant), (4, cls), (5, kind), (6, descr), (8, maxc), (9, level)):
+            data[f"{PRT}.11.1.1.{col}.1.{i}"] = value
+    for i, (name, maxc, level) in enumerate([(b"Tray 1", 100, -3), (b"Tray 2", 250, 20)], start=1):
+        data[f"{PRT}.8.2.1.9.1.{i}"] = maxc
+        data[f"{PRT}.8.2.1.10.1.{i}"] = level
+        data[f"{PRT}.8.2.1.13.1.{i}"] = name
+    for col, value in ((2, 4), (4, 8), (5, 2), (6, 0), (7, 807), (8, b"Tray 2 low on paper")):
+        data[f"{PRT}.18.1.1.{col}.1.5"] = value
+    return data
+
+
+async def test_a_printer_reports_conditions_supplies_trays_pages_and_alerts() -> None:
+    obs = await run(config(v2c("prn")), Connector({"prn": FakeClient(printer())}), snmp.Runtime(), Clock())
+    assert one(obs, "snmp_up", device="prn") == 1.0
+    assert one(obs, "snmp_printer_status", device="prn", printer="1") == 3.0
+    errors = {s.labels["condition"]: s.value for s in obs.samples if s.name == "snmp_printer_error"}
+    assert len(errors) == 15  # one per defined bit
+    assert errors["low_paper"] == 1.0  # bit 0: the first octet's high bit
+    assert {c for c, v in errors.items() if v} == {"low_paper"}
+    ratios = [(s.labels, s.value) for s in obs.samples if s.name == "snmp_printer_supply_level_ratio"]
+    # the drum (-3 "some remaining") and the fuser (-1 / -2) give no ratio
+    assert ratios == [
+        ({"device": "prn", "supply": "Black Cartridge", "supply_type": "tonerCartridge", "colorant": "black"}, 0.37)
+    ]
+    assert [(s.labels["tray"], s.value) for s in obs.samples if s.name == "snmp_printer_tray_level_ratio"] == [
+        ("Tray 2", 0.08)
+    ]
+    assert one(obs, "snmp_printer_pages_total", device="prn", printer="1", marker="1") == 48213
+    (alert,) = (s for s in obs.samples if s.name == "snmp_printer_alert_active")
+    assert alert.value == 1.0
+    assert alert.labels == {
+        "device": "prn",
+        "alert": "5",  # prtAlertIndex; the hrDeviceIndex arc is no label
+        "code": "inputMediaSupplyLow",
+        "alert_severity": "warning",
+        "group": "input",
+    }
+    assert obs.facts is not None
+    facts = obs.facts["prn"]
+    assert facts["profile"] == "printer"
+    assert facts["printer_general"] == [
+        {"printer": "1", "printer_name": "HP LaserJet Pro M404dn", "serial": "PHBQB12345"}
+    ]
+    levels = {f["supply"]: (f["colorant"], f["level"], f["max"]) for f in facts["supplies"]}
+    assert levels == {
+        "Black Cartridge": ("black", 37.0, 100.0),
+        "Imaging Drum": ("none", "some_remaining", 23000.0),  # colorant index 0: the tag's default
+        "Fuser Kit": ("none", "unknown", "unlimited"),
+    }
+    assert facts["alerts"][0]["descr"] == "Tray 2 low on paper"
+    assert obs.events == []
+    assert_cataloged(obs)
+
+
+async def test_printer_events_fire_when_a_condition_appears_not_while_it_lasts() -> None:
+    clock, state = Clock(), snmp.Runtime()
+    client = FakeClient(printer(errors=b"\x80\x00"))
+    connect = Connector({"prn": client})
+    cfg = config(v2c("prn"))
+    assert (await run(cfg, connect, state, clock)).events == []  # nothing to compare with yet
+    clock.t += 60
+    # jammed (bit 5), door open (4), toner empty (3) and overdue maintenance (14, second octet)
+    client.data = printer(errors=b"\x1c\x02", toner=0, ticks=506_000)
+    obs = await run(cfg, connect, state, clock)
+    assert sorted((e.kind, e.severity) for e in obs.events) == [
+        ("snmp.printer_door_open", "warning"),
+        ("snmp.printer_jam", "warning"),
+        ("snmp.printer_toner_empty", "warning"),
+    ]
+    jam = next(e for e in obs.events if e.kind == "snmp.printer_jam")
+    assert jam.labels == {"device": "prn", "printer": "1"}
+    assert jam.message == "prn printer=1: jammed"
+    errors = {s.labels["condition"]: s.value for s in obs.samples if s.name == "snmp_printer_error"}
+    assert {c for c, v in errors.items() if v} == {"jammed", "door_open", "no_toner", "overdue_prevent_maint"}
+    assert one(obs, "snmp_printer_supply_level_ratio", device="prn", supply="Black Cartridge") == 0.0
+    clock.t += 60
+    client.data = printer(errors=b"\x1c\x02", toner=0, ticks=512_000)
+    assert (await run(cfg, connect, state, clock)).events == []  # still jammed: no new event
+    assert_cataloged(obs)
+
+
+async def test_a_bits_value_that_is_no_octet_string_gives_no_condition_and_no_failure() -> None:
+    obs = await run(
+        config(v2c("prn")), Connector({"prn": FakeClient({**printer(), f"{HR}.3.5.1.2.1": 4})}), snmp.Runtime(), Clock()
+    )
+    assert one(obs, "snmp_up", device="prn") == 1.0
+    assert values(obs, "snmp_printer_error") == []
+
+
+def test_bit_set_reads_bits_from_the_first_octets_high_bit() -> None:
+    assert snmp.bit_set(b"\x80", 0) is True
+    assert snmp.bit_set(b"\x80", 1) is False
+    assert snmp.bit_set(b"\x00\x02", 14) is True
+    assert snmp.bit_set(b"\x80", 14) is False  # past the value's octets: clear
+    assert snmp.bit_set(b"", 0) is False
+    assert snmp.bit_set(4, 0) is None
+
+
+def ups(
+    *, source: int = 3, battery: int = 2, minutes: int = 1092, on_battery_s: int = 0, ticks: int = 700_000
+) -> dict[str, Value]:
+    data: dict[str, Value] = {
+        f"{SYS}.1.0": b"EATON 93E 80",
+        f"{SYS}.2.0": EATON,
+        f"{SYS}.3.0": ticks,
+        f"{UPS}.1.1.0": b"EATON",
+        f"{UPS}.2.1.0": battery,
+        f"{UPS}.2.2.0": on_battery_s,
+        f"{UPS}.2.3.0": minutes,
+        f"{UPS}.2.4.0": 100,
+        f"{UPS}.2.7.0": 25,
+        f"{UPS}.4.1.0": source,
+    }
+    for line, (vin, vout, load) in enumerate([(227, 220, 21), (233, 221, 16)], start=1):
+        data[f"{UPS}.3.3.1.3.{line}"] = vin if source != 5 else 0
+        data[f"{UPS}.4.4.1.2.{line}"] = vout
+        data[f"{UPS}.4.4.1.5.{line}"] = load
+    return data
+
+
+async def test_a_ups_reports_battery_input_output_and_events_on_the_output_source() -> None:
+    clock, state = Clock(), snmp.Runtime()
+    client = FakeClient(ups())
+    connect = Connector({"ups": client})
+    cfg = config(v2c("ups"))
+    obs = await run(cfg, connect, state, clock)
+    assert one(obs, "snmp_ups_on_battery", device="ups") == 0.0
+    assert one(obs, "snmp_ups_battery_low", device="ups") == 0.0
+    assert one(obs, "snmp_ups_battery_status", device="ups") == 2.0
+    assert one(obs, "snmp_ups_runtime_seconds", device="ups") == 1092 * 60
+    assert one(obs, "snmp_ups_battery_charge_ratio", device="ups") == 1.0
+    assert one(obs, "snmp_ups_time_on_battery_seconds", device="ups") == 0.0
+    assert one(obs, "snmp_ups_battery_temperature_celsius", device="ups") == 25.0
+    assert one(obs, "snmp_ups_input_voltage_volts", device="ups", line="2") == 233.0
+    assert one(obs, "snmp_ups_output_voltage_volts", device="ups", line="1") == 220.0
+    assert one(obs, "snmp_ups_load_ratio", device="ups", line="1") == pytest.approx(0.21)
+    assert obs.events == []
+    assert obs.facts is not None and obs.facts["ups"]["upsManufacturer"] == "EATON"
+    assert_cataloged(obs)
+    # the mains fail: an on-battery event, critical
+    clock.t += 60
+    client.data = ups(source=5, battery=3, minutes=-1, on_battery_s=45, ticks=706_000)
+    obs = await run(cfg, connect, state, clock)
+    assert [(e.kind, e.severity, e.labels) for e in obs.events] == [
+        ("snmp.ups_on_battery", "critical", {"device": "ups"})
+    ]
+    assert obs.events[0].message == "ups: output_source normal → battery"
+    assert one(obs, "snmp_ups_on_battery", device="ups") == 1.0
+    assert one(obs, "snmp_ups_battery_low", device="ups") == 1.0
+    assert one(obs, "snmp_ups_time_on_battery_seconds", device="ups") == 45.0
+    assert values(obs, "snmp_ups_runtime_seconds") == []  # -1: below valid_min, no sample
+    assert one(obs, "snmp_ups_input_voltage_volts", device="ups", line="1") == 0.0
+    # still on battery: no new event; then the mains are back
+    clock.t += 60
+    client.data = ups(source=5, ticks=712_000)
+    assert (await run(cfg, connect, state, clock)).events == []
+    clock.t += 60
+    client.data = ups(source=3, ticks=718_000)
+    obs = await run(cfg, connect, state, clock)
+    assert [(e.kind, e.severity) for e in obs.events] == [("snmp.ups_on_line", "info")]
+    assert_cataloged(obs)
+
+
+def chassis_and_neighbours(data: dict[str, Value]) -> dict[str, Value]:
+    """ENTITY-MIB: a chassis (1) holding a module (2); LLDP: one neighbour on local port 3."""
+    ent, lldp = "1.3.6.1.2.1.47.1.1.1.1", "1.0.8802.1.1.2.1"
+    for index, cls, model, serial in ((1, 3, b"WS-C2960X-48TS-L", b"FOC1234X0AB"), (2, 9, b"C2960X-STACK", b"FOC999")):
+        data[f"{ent}.5.{index}"] = cls
+        data[f"{ent}.13.{index}"] = model
+        data[f"{ent}.11.{index}"] = serial
+        data[f"{ent}.10.{index}"] = b"15.2(7)E4"
+    data[f"{lldp}.3.7.1.3.3"] = b"Gi1/0/3"  # lldpLocPortId
+    data[f"{lldp}.3.7.1.4.3"] = b"GigabitEthernet1/0/3"  # lldpLocPortDesc
+    rem = f"{lldp}.4.1.1"
+    for col, value in ((4, 4), (5, b"\x00\x11\x22\x33\x44\x55"), (6, 5), (7, b"eth0"), (9, b"ap-lobby")):
+        data[f"{rem}.{col}.123456.3.1"] = value  # lldpRemTimeMark 123456, local port 3, index 1
+    return data
+
+
+async def test_chassis_and_lldp_neighbours_are_facts_read_again_only_after_refresh_s() -> None:
+    clock, state = Clock(), snmp.Runtime()
+    client = FakeClient(chassis_and_neighbours(switch()))
+    connect = Connector({"sw": client})
+    cfg = config(v2c("sw"))
+    obs = await run(cfg, connect, state, clock)
+    assert obs.facts is not None
+    facts = obs.facts["sw"]
+    # only the chassis row (entPhysicalClass 3), not the module
+    assert facts["chassis"] == [
+        {"entity": "1", "model": "WS-C2960X-48TS-L", "serial": "FOC1234X0AB", "software": "15.2(7)E4"}
+    ]
+    assert facts["lldp_neighbors"] == [
+        {
+            "local_port_num": "3",  # lldpRemTimeMark (first index arc) is no label
+            "neighbor": "1",
+            "local_port": "GigabitEthernet1/0/3",  # looked up in lldpLocPortTable
+            "sys_name": "ap-lobby",
+            "port_id": "eth0",
+            "port_id_subtype": "interfaceName",
+            "chassis_id": "00:11:22:33:44:55",
+            "chassis_id_subtype": "macAddress",
+        }
+    ]
+    entity_walk = "1.3.6.1.2.1.47.1.1.1.1.13"
+    assert entity_walk in [root for root, _ in client.walks]
+    # 15 minutes later: the interfaces are walked again, the chassis (refresh_s 3600) is not
+    client.walks.clear()
+    clock.t += 900
+    obs = await run(cfg, connect, state, clock)
+    walked = [root for root, _ in client.walks]
+    assert f"{IFX}.6" in walked
+    assert entity_walk not in walked
+    assert "1.0.8802.1.1.2.1.4.1.1.9" in walked  # LLDP: refresh_s 900 passed
+    # its last reading still gives the facts
+    assert state.devices["sw"].facts is not None
+    assert state.devices["sw"].facts["chassis"][0]["serial"] == "FOC1234X0AB"
+    client.walks.clear()
+    clock.t += 3600
+    await run(cfg, connect, state, clock)
+    assert entity_walk in [root for root, _ in client.walks]
+
+
+async def test_an_oid_read_by_two_columns_is_walked_once_per_poll() -> None:
+    profiles = build_profiles(
+        {
+            "two": (
+                "sysobjectid: ['*']\ntables:\n  - name: t\n    index: [i]\n    columns:\n"
+                "      - {id: a, oid: 1.3.6.1.4.1.99.1, metric: snmp_cpu_load_ratio}\n"
+                "      - {id: b, oid: 1.3.6.1.4.1.99.1, true_values: [7], metric: snmp_interface_oper_up}\n",
+                "two.yaml",
+            )
+        }
+    )
+    client = FakeClient({f"{SYS}.2.0": NET_SNMP, f"{SYS}.3.0": 100, "1.3.6.1.4.1.99.1.1": 7})
+    ctx: CheckContext[snmp.Config] = CheckContext("snmp", config(v2c("d")), lambda: NOW_MS)
+    obs = await snmp.collect_with(ctx, Connector({"d": client}), snmp.Runtime(), Clock(), profiles)
+    assert [root for root, _ in client.walks] == ["1.3.6.1.4.1.99.1"]
+    assert one(obs, "snmp_cpu_load_ratio", device="d", i="1") == 7.0
+    assert one(obs, "snmp_interface_oper_up", device="d", i="1") == 1.0
