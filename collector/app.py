@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from centerwatch import __version__
-from collector.api import enroll, fleet, ingest, speedtest
+from collector.api import alerts, enroll, fleet, ingest, speedtest
 from collector.api import errors as api_errors
 from collector.api.ingest import IngestFastPath
 from collector.context import AppContext
@@ -20,7 +20,7 @@ from collector.ingest import IngestLimits
 from collector.metrics import CollectorMetrics
 from collector.settings import Settings
 from collector.store.sqlite import SqliteStore
-from collector.web import pages
+from collector.web import alerts_page, pages
 
 
 def create_app(settings: Settings) -> IngestFastPath:
@@ -42,16 +42,30 @@ def create_app(settings: Settings) -> IngestFastPath:
         ),
     )
 
+    alerting = None
+    if settings.alerts_enabled:
+        from collector.alerting.service import build_alerting
+
+        alerting = build_alerting(
+            settings, store, ctx.metrics.registry, inventory=inventory, center_names=ctx.center_names
+        )
+        ctx.alerts = alerting.state
+        ctx.engine = alerting.engine
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if alerting is not None:
+            alerting.start()
         try:
             yield
         finally:
+            if alerting is not None:
+                await alerting.stop()
             await store.close()
 
     app = FastAPI(title="CenterWatch collector", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
     api_errors.install(app)
-    for module in (ingest, enroll, fleet, speedtest, pages):
+    for module in (ingest, enroll, fleet, speedtest, alerts, alerts_page, pages):
         app.include_router(module.router)
     return IngestFastPath(app, ctx)

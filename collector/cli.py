@@ -38,6 +38,28 @@ def _parser() -> argparse.ArgumentParser:
         help="normal: survives a collector crash; full: also a power loss (slower)",
     )
     serve.add_argument("--agent-interval", type=float, default=15.0, help="expected agent report interval, s")
+    serve.add_argument(
+        "--silent-after", type=float, default=2.5, help="an agent is silent after this many intervals (default 2.5)"
+    )
+    serve.add_argument("--alerting", type=Path, help="notification receivers file (see alerting.example.yaml)")
+    serve.add_argument("--rules", type=Path, help="directory of site alert rules (*.yaml) on top of the shipped ones")
+    serve.add_argument("--eval-interval", type=float, default=5.0, help="alert evaluation period, s (default 5)")
+    serve.add_argument("--public-url", default="", help="URL browsers use to reach this collector (alert links)")
+
+    rules = sub.add_parser("rules", help="alert rules")
+    rsub = rules.add_subparsers(dest="rules_command", required=True)
+    rcheck = rsub.add_parser("check", help="validate the shipped and site rules and the receivers; list them")
+    rcheck.add_argument("--rules", type=Path, help="directory of site alert rules (*.yaml)")
+    rcheck.add_argument("--alerting", type=Path, help="notification receivers file")
+
+    operator = sub.add_parser("operator", help="operators: who may acknowledge, silence and set maintenance windows")
+    osub = operator.add_subparsers(dest="operator_command", required=True)
+    oadd = osub.add_parser("add", help="create (or replace) an operator's token and print it once")
+    oadd.add_argument("--db", type=Path, default=Path("centerwatch.db"))
+    oadd.add_argument("name", help="the operator's name, recorded on every acknowledgement and silence")
+    orevoke = osub.add_parser("revoke", help="revoke an operator's token")
+    orevoke.add_argument("--db", type=Path, default=Path("centerwatch.db"))
+    orevoke.add_argument("name")
 
     token = sub.add_parser("token", help="enrollment tokens (one per center)")
     tsub = token.add_subparsers(dest="token_command", required=True)
@@ -110,6 +132,11 @@ def _serve(args: argparse.Namespace) -> int:
             durability=args.durability,
             workers=args.workers,
             agent_interval_s=args.agent_interval,
+            silent_after_intervals=args.silent_after,
+            alerting=args.alerting,
+            rules_dir=args.rules,
+            alert_eval_interval_s=args.eval_interval,
+            public_url=args.public_url,
         )
         if settings.workers > 1:
             # Each worker builds its own app from the same settings (see collector/asgi.py).
@@ -196,11 +223,50 @@ def _probe_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rules_check(args: argparse.Namespace) -> int:
+    from collector.alerting.rules import load_rules
+
+    rules = load_rules(args.rules)
+    for lr in rules.rules:
+        print(f"{lr.name}\t{lr.rule.severity}\t{lr.rule.kind}\t{lr.file}")
+    if args.alerting is not None:
+        from collector.alerting.receivers import load_alerting
+
+        config = load_alerting(args.alerting)
+        for receiver in config.receivers:
+            print(f"receiver {receiver.name}\t{receiver.type}")
+    print(f"# {len(rules.rules)} rules OK", file=sys.stderr)
+    return 0
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from collector.alerting.state import AlertState
+
+    state = AlertState(Settings(db=args.db).alerts_db)
+    try:
+        if args.operator_command == "add":
+            token = new_token("cwo")
+            state.add_operator(args.name, hash_token(token), int(time.time() * 1000))
+            print(token)
+            print(f"# operator {args.name}: token shown once, stored hashed", file=sys.stderr)
+            return 0
+        if not state.revoke_operator(args.name):
+            print(f"centerwatch-collector: no operator {args.name!r}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        state.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "rules":
+            return _rules_check(args)
+        if args.command == "operator":
+            return _operator(args)
         if args.command == "probe-config":
             return _probe_config(args)
         return asyncio.run(_admin(args))

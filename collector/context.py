@@ -12,6 +12,8 @@ from collector.settings import Settings
 from collector.store.base import AgentRecord, Store
 
 if TYPE_CHECKING:
+    from collector.alerting.engine import Engine
+    from collector.alerting.state import AlertState
     from collector.inventory import Inventory
 
 
@@ -53,6 +55,8 @@ class AppContext:
     metrics: CollectorMetrics
     inventory: Inventory | None = None
     limits: IngestLimits = field(default_factory=IngestLimits)
+    alerts: AlertState | None = None
+    engine: Engine | None = None
     agents: AgentCache = field(init=False)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,16 @@ class Rejected(CollectorError):
         self.fields = fields
 
 
+class ConfigFileError(CollectorError):
+    """A configuration file (rules, receivers) is wrong: ``<file>: <key>: <what was expected>``."""
+
+    def __init__(self, file: str, key: str, message: str) -> None:
+        super().__init__(f"{file}: {key}: {message}" if key else f"{file}: {message}")
+        self.file = file
+        self.key = key
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong in a configuration file: the file, the dotted key inside it, what was expected."""

@@ -7,6 +7,7 @@ SQL in the backends stays portable (no SQLite-only syntax in the shared statemen
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +45,17 @@ class SeriesPoint:
     labels: dict[str, str]
     ts_ms: int
     value: float
+
+
+@dataclass(frozen=True)
+class RunChunk:
+    """The samples of one stored run: parallel arrays; ``tss`` None when all share ``ts_min``."""
+
+    id: int
+    ts_min: int
+    sids: Sequence[int]
+    tss: Sequence[int] | None
+    vals: Sequence[float]
 
 
 @dataclass(frozen=True)
@@ -97,3 +109,8 @@ class Store(Protocol):
     async def check_status(self, agent_id: str | None = None) -> list[CheckStatus]: ...
     async def events(self, limit: int = 100, center: str | None = None) -> list[StoredEvent]: ...
     async def counts(self) -> dict[str, int]: ...
+
+    # the alert evaluator follows the tail of stored runs
+    async def runs_after(self, after_id: int, limit: int = 2000) -> list[RunChunk]: ...
+    async def last_run_id_before(self, received_ms: int) -> int: ...
+    async def series_info(self, ids: Sequence[int]) -> dict[int, tuple[str, dict[str, str]]]: ...

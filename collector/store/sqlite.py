@@ -29,6 +29,7 @@ import sqlite3
 import sys
 import threading
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -42,6 +43,7 @@ from collector.store.base import (
     AgentRecord,
     CheckStatus,
     EnrollToken,
+    RunChunk,
     SeriesPoint,
     StoredEvent,
 )
@@ -599,6 +601,48 @@ class SqliteStore:
                     points.extend(p for p in _points_in(row, sid) if start_ms <= p[0] <= end_ms)
             points.sort()
             out[sid] = points
+        return out
+
+    async def runs_after(self, after_id: int, limit: int = 2000) -> list[RunChunk]:
+        """Runs with samples stored after run ``after_id``, oldest first: the tail the alert
+        evaluator follows (a backfilled run has a new id, whatever its timestamps)."""
+        rows = self._db.execute(
+            "SELECT id, ts_min, sids, tss, vals FROM runs WHERE id > ? AND n > 0 ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        out = []
+        for row in rows:
+            sids, tss, vals = _unpack(row[1:])
+            out.append(RunChunk(row[0], row[1], sids, tss, vals))
+        return out
+
+    async def last_run_id_before(self, received_ms: int) -> int:
+        """The id of the last run received before ``received_ms`` (0 if none): where to start
+        following the tail to see every run received since. Binary search on the id, as
+        received_ms grows with it (a clock step only moves the start a little)."""
+        db = self._db
+        row = db.execute("SELECT max(id) FROM runs").fetchone()
+        lo, hi = 0, int(row[0] or 0)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            got = db.execute("SELECT id, received_ms FROM runs WHERE id >= ? ORDER BY id LIMIT 1", (mid,)).fetchone()
+            if got is not None and got[1] < received_ms:
+                lo = int(got[0])
+            else:
+                hi = mid - 1
+        return lo
+
+    async def series_info(self, ids: Sequence[int]) -> dict[int, tuple[str, dict[str, str]]]:
+        """name and labels (center and host included) of the given series."""
+        out: dict[int, tuple[str, dict[str, str]]] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for sid, name, text in self._db.execute(
+                f"SELECT id, name, labels FROM series WHERE id IN ({marks})", chunk
+            ):
+                out[int(sid)] = (name, json.loads(text))
         return out
 
     async def facts(self, agent_id: str) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,134 @@
+"""The recent samples the rules look at, in memory: Prometheus's "head", fed from the store's tail.
+
+``refresh()`` reads the runs stored since the last call (by run id, so a run backfilled after an
+outage is seen whatever its timestamps, and every collector worker's writes are seen) and files
+each point under its series in time order; points older than ``retention_ms`` are dropped. The
+first refresh starts from the runs received within the retention, so a restarted collector
+evaluates on the same data it had.
+
+Cost: a run of 120 samples costs ~40 µs to file; a round with nothing new costs one query.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from collector.store.base import Store
+
+#: runs read per query while catching up
+PAGE = 2000
+#: agents may stamp up to this far ahead of the collector (ingest's max_future); start early enough
+CLOCK_SLACK_MS = 300_000
+
+
+@dataclass
+class Series:
+    id: int
+    name: str
+    labels: dict[str, str]
+    ts: list[int] = field(default_factory=list)
+    vals: list[float] = field(default_factory=list)
+
+    @property
+    def center(self) -> str:
+        return self.labels.get("center", "")
+
+    @property
+    def host(self) -> str:
+        return self.labels.get("host", "")
+
+    def add(self, ts: int, value: float) -> None:
+        if not self.ts or ts > self.ts[-1]:
+            self.ts.append(ts)
+            self.vals.append(value)
+            return
+        i = bisect.bisect_left(self.ts, ts)
+        if i < len(self.ts) and self.ts[i] == ts:
+            self.vals[i] = value  # the same instant again (a replay): keep one point
+            return
+        self.ts.insert(i, ts)
+        self.vals.insert(i, value)
+
+    def trim(self, before_ms: int) -> None:
+        i = bisect.bisect_left(self.ts, before_ms)
+        if i:
+            del self.ts[:i]
+            del self.vals[:i]
+
+    def window(self, start_ms: int, end_ms: int) -> tuple[list[int], list[float]]:
+        """Points with ``start_ms <= ts <= end_ms``."""
+        lo = bisect.bisect_left(self.ts, start_ms)
+        hi = bisect.bisect_right(self.ts, end_ms)
+        return self.ts[lo:hi], self.vals[lo:hi]
+
+    def last(self, end_ms: int) -> tuple[int, float] | None:
+        """The latest point at or before ``end_ms``."""
+        hi = bisect.bisect_right(self.ts, end_ms)
+        if hi == 0:
+            return None
+        return self.ts[hi - 1], self.vals[hi - 1]
+
+
+@dataclass
+class Head:
+    retention_ms: int = 3_600_000
+    series: dict[int, Series] = field(default_factory=dict)
+    by_name: dict[str, dict[int, Series]] = field(default_factory=dict)
+    last_run_id: int | None = None
+    points_filed: int = 0
+
+    async def refresh(self, store: Store, now_ms: int) -> int:
+        """File the runs stored since the last call; returns how many runs were read."""
+        if self.last_run_id is None:
+            self.last_run_id = await store.last_run_id_before(now_ms - self.retention_ms - CLOCK_SLACK_MS)
+        floor = now_ms - self.retention_ms
+        read = 0
+        while True:
+            chunks = await store.runs_after(self.last_run_id, PAGE)
+            if not chunks:
+                break
+            unknown = {sid for c in chunks for sid in c.sids if sid not in self.series}
+            if unknown:
+                for sid, (name, labels) in (await store.series_info(list(unknown))).items():
+                    s = Series(sid, name, labels)
+                    self.series[sid] = s
+                    self.by_name.setdefault(name, {})[sid] = s
+            series = self.series
+            for chunk in chunks:
+                tss = chunk.tss if chunk.tss is not None else [chunk.ts_min] * len(chunk.sids)
+                for sid, ts, value in zip(chunk.sids, tss, chunk.vals, strict=True):
+                    if ts >= floor:
+                        found = series.get(sid)
+                        if found is not None:
+                            found.add(ts, value)
+                self.points_filed += len(chunk.sids)
+            self.last_run_id = chunks[-1].id
+            read += len(chunks)
+            if len(chunks) < PAGE:
+                break
+        self.trim(floor)
+        return read
+
+    def trim(self, floor_ms: int) -> None:
+        for s in self.series.values():
+            if s.ts and s.ts[0] < floor_ms:
+                s.trim(floor_ms)
+
+    def named(self, name: str) -> Iterable[Series]:
+        return self.by_name.get(name, {}).values()
+
+    def select(self, name: str, match: dict[str, str], match_re: dict[str, object]) -> Iterator[Series]:
+        """Series called ``name`` whose labels equal ``match`` and fully match ``match_re``
+        (compiled patterns)."""
+        for s in self.named(name):
+            labels = s.labels
+            if any(labels.get(k) != v for k, v in match.items()):
+                continue
+            if any(not p.fullmatch(labels.get(k, "")) for k, p in match_re.items()):  # type: ignore[attr-defined]
+                continue
+            yield s
+
+    def points(self) -> int:
+        return sum(len(s.ts) for s in self.series.values())
