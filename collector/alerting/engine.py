@@ -43,7 +43,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from centerwatch.i18n import LANGS, t
 from collector.alerting.evaluate import Instance, evaluate, holds
-from collector.alerting.head import Head
+from collector.alerting.head import Head, Series
 from collector.alerting.model import AlertView, NotificationGroup, fingerprint
 from collector.alerting.mute import in_maintenance, silenced_by
 from collector.alerting.rules import LoadedRule, RuleSet
@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("centerwatch.alerting")
 
+#: a full evaluation (every series of every rule) at least this often; incremental in between
+FULL_EVERY_MS = 60_000
 #: default staleness of a ``last`` series: Prometheus's lookback
 DEFAULT_STALE_S = 300.0
 #: how the last data before a center went dark explains it
@@ -97,6 +99,21 @@ class RoundStats:
     muted: int = 0
     changed: int = 0
     seconds: float = 0.0
+
+
+#: what a dark center's cause is read from (the latest point of each)
+CAUSE_METRICS = ("snmp_ups_on_battery", "host_battery_power_plugged", "center_network_state")
+
+
+def head_keep(rules: RuleSet) -> dict[str, int]:
+    """Metric → how far back the rules read it, in ms (0: the latest point only)."""
+    keep = dict.fromkeys(CAUSE_METRICS, 0)
+    for lr in rules.rules:
+        expr = lr.rule.expr
+        if expr is not None:
+            back = 0 if expr.reduce == "last" else int(expr.window_s * 1000)
+            keep[expr.metric] = max(keep.get(expr.metric, 0), back)
+    return keep
 
 
 class _Fields(dict[str, Any]):
@@ -164,13 +181,15 @@ class Engine:
         self.settings = settings
         self.inventory = inventory
         self.dispatcher = dispatcher
-        self.head = Head(retention_ms=int(settings.retention_s * 1000))
+        self.head = Head(retention_ms=int(settings.retention_s * 1000), keep=head_keep(rules))
         self._center_names = center_names or (lambda: {})
         self._metrics = _Metrics(registry) if registry is not None else None
         self._open: dict[str, AlertRow] = {a.fingerprint: a for a in state.open_alerts()}
         self._pending: dict[str, AlertRow] = {}
         self._epoch_ms: int | None = None
         self._dark_before: dict[str, list[AgentRecord]] = {}
+        self._instances: dict[str, dict[object, Instance]] = {}
+        self._last_full_ms: int | None = None
         self._recovered: dict[str, int] = {}
         self._delivered: set[str] = set()
         self._owed: dict[str, AlertView] = {}
@@ -182,6 +201,7 @@ class Engine:
         self._open = {a.fingerprint: a for a in self.state.open_alerts()}
         self._pending = {}
         self._epoch_ms = None
+        self._last_full_ms = None
 
     # --- reading -----------------------------------------------------------------------------
     def open_alerts(self) -> list[AlertRow]:
@@ -201,6 +221,10 @@ class Engine:
         stats = RoundStats(now)
         stats.runs = await self.head.refresh(self.store, now)
         fleet = self._fleet(await self.store.agents(), now)
+        changed = self.head.take_changed()
+        full = self._last_full_ms is None or now - self._last_full_ms >= FULL_EVERY_MS
+        if full:
+            self._last_full_ms = now
         seen: set[str] = set()
         for lr in self.rules.rules:
             kind = lr.rule.kind
@@ -209,9 +233,7 @@ class Engine:
             elif kind == "agent_silent":
                 instances = self._silent_instances(fleet)
             else:
-                assert lr.rule.expr is not None
-                stale_ms = int((lr.rule.expr.stale_s or self.settings.stale_s) * 1000)
-                instances = evaluate(lr, self.head, now, stale_ms)
+                instances = self._expr_instances(lr, now, changed, full)
             stats.instances += len(instances)
             self._apply(lr, instances, fleet, now, seen)
         self._resolve_vanished(seen, fleet, now)
@@ -238,6 +260,29 @@ class Engine:
                 m.alerts.labels("firing", muted).set(sum(1 for r in self._open.values() if r.muted == muted))
         self.last_round = stats
         return stats
+
+    def _expr_instances(
+        self, lr: LoadedRule, now: int, changed: Mapping[str, list[Series]], full: bool
+    ) -> list[Instance]:
+        """A rule's instances. A rule without ``by`` reads one series per instance, so between full
+        rounds only the series that changed (new points, a point leaving the window) are reduced
+        again; full rounds (every minute) catch what time alone changes (staleness, absence)."""
+        expr = lr.rule.expr
+        assert expr is not None
+        stale_ms = int((expr.stale_s or self.settings.stale_s) * 1000)
+        want = self._want(lr)
+        if full or expr.by is not None:
+            found = evaluate(lr, self.head, now, stale_ms, want)
+            self._instances[lr.name] = {i.key: i for i in found}
+            return found
+        cache = self._instances.setdefault(lr.name, {})
+        among = changed.get(expr.metric)
+        if among:
+            for s in among:
+                cache.pop(s.id, None)
+            for i in evaluate(lr, self.head, now, stale_ms, want, among):
+                cache[i.key] = i
+        return list(cache.values())
 
     def _fleet(self, agents: Iterable[AgentRecord], now: int) -> Fleet:
         limit = self.settings.silent_ms
@@ -318,6 +363,27 @@ class Engine:
             cause = self._cause(center, now)
             fields["cause"] = {lang: t(f"alerting.cause.{cause}", lang) for lang in LANGS}
         return fields
+
+    def _want(self, lr: LoadedRule) -> Callable[[float, Mapping[str, str]], bool]:
+        """The threshold test, before any alert object exists: the value crosses the threshold, or
+        sits between threshold and clear while its alert fires (hysteresis; rare, so only then is
+        the fingerprint computed)."""
+        expr = lr.rule.expr
+        assert expr is not None
+        op, threshold, clear = expr.op, expr.threshold, expr.clear
+        extra = lr.rule.labels
+        name = lr.name
+        firing = self._open
+
+        def want(value: float, labels: Mapping[str, str]) -> bool:
+            if holds(op, value, threshold):
+                return True
+            if clear is None or not holds(op, value, clear):
+                return False
+            current = firing.get(fingerprint(name, {**labels, **extra}))
+            return current is not None and current.state == "firing"
+
+        return want
 
     def _active(self, lr: LoadedRule, inst: Instance, current: AlertRow | None) -> bool:
         expr = lr.rule.expr

@@ -8,7 +8,7 @@ went away" from "the data stopped coming" (a silent host, an unreachable center)
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -30,6 +30,8 @@ class Instance:
     labels: dict[str, str]
     value: float
     hosts: frozenset[tuple[str, str]]  # (center, host) pairs whose series contributed
+    #: the series id (a rule without ``by``) or the group's label values
+    key: object = None
 
 
 def holds(op: str, value: float, threshold: float) -> bool:
@@ -85,17 +87,29 @@ def _aggregate(agg: str, values: list[float]) -> float:
     return float(len(values))
 
 
-def evaluate(rule: LoadedRule, head: Head, now_ms: int, stale_ms: int) -> list[Instance]:
-    """Every instance of an expression rule with its value (thresholds are the engine's job)."""
+Want = Callable[[float, Mapping[str, str]], bool]
+
+
+def evaluate(
+    rule: LoadedRule,
+    head: Head,
+    now_ms: int,
+    stale_ms: int,
+    want: Want | None = None,
+    among: Iterable[Series] | None = None,
+) -> list[Instance]:
+    """The instances of an expression rule with their values; with ``want``, only those it accepts
+    (the engine passes its threshold test, so the many healthy series cost no object); with
+    ``among``, over those series only (a rule without ``by``: the series that changed)."""
     expr = rule.rule.expr
     assert expr is not None
-    selected: Iterable[Series] = head.select(expr.metric, expr.match, dict(rule.match_re))
+    selected: Iterable[Series] = head.select(expr.metric, expr.match, dict(rule.match_re), among)
     if expr.by is None:
         out = []
         for s in selected:
             value = reduce_series(s, expr, now_ms, stale_ms)
-            if value is not None:
-                out.append(Instance(dict(s.labels), value, frozenset({(s.center, s.host)})))
+            if value is not None and (want is None or want(value, s.labels)):
+                out.append(Instance(dict(s.labels), value, frozenset({(s.center, s.host)}), s.id))
         return out
     groups: dict[tuple[str, ...], tuple[list[float], set[tuple[str, str]]]] = {}
     for s in selected:
@@ -106,7 +120,10 @@ def evaluate(rule: LoadedRule, head: Head, now_ms: int, stale_ms: int) -> list[I
         values, hosts = groups.setdefault(key, ([], set()))
         values.append(value)
         hosts.add((s.center, s.host))
-    return [
-        Instance(dict(zip(expr.by, key, strict=True)), _aggregate(expr.agg, values), frozenset(hosts))
-        for key, (values, hosts) in groups.items()
-    ]
+    out = []
+    for key, (values, hosts) in groups.items():
+        labels = dict(zip(expr.by, key, strict=True))
+        value = _aggregate(expr.agg, values)
+        if want is None or want(value, labels):
+            out.append(Instance(labels, value, frozenset(hosts), key))
+    return out
