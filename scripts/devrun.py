@@ -106,7 +106,7 @@ def main() -> int:
             encoding="utf-8",
         )
         agent = subprocess.Popen([str(BIN / "centerwatch-agent"), "run", "-c", str(config)])
-        print(f"\n  CenterWatch dashboard: {url}/   (API docs {url}/docs, metrics {url}/metrics)", flush=True)
+        print(f"\n  CenterWatch dashboard: {url}/   (alerts {url}/alerts, API docs {url}/docs)", flush=True)
         print("  Press Ctrl-C to stop the collector and the agent.\n", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         while collector.poll() is None and agent.poll() is None:

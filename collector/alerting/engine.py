@@ -15,6 +15,12 @@ A round
 5. saves what changed (one transaction) and hands the dispatcher the complete set of firing,
    unmuted alerts plus the resolutions owed.
 
+**Held over.** A child rule that reduces over a window (``uplink_lossy``: the average loss of the
+last 300 s) still sees its parent's outage in that window after the parent resolved, and a center's
+backfilled outage data after it came back. So a windowed alert stays suppressed while its window
+(plus one agent interval, for the round that straddled the end) reaches back to when its parent
+last held or its center was last dark; past that, it notifies on data of its own.
+
 **Frozen, not resolved.** An alert whose data stopped because its hosts went silent (or its center
 went dark) keeps its state: the outage is the center's alert, and when the agents return and
 their spooled data is filed, the rule decides on real data. Topology alerts resolve only when an
@@ -56,8 +62,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("centerwatch.alerting")
 
-#: a full evaluation (every series of every rule) at least this often; incremental in between
-FULL_EVERY_MS = 60_000
+#: besides the series that changed, each round re-reduces one slice of every rule's series (by id
+#: modulo SLICES), so what time alone changes (staleness, absence) is seen within SLICES rounds
+#: (a minute at the default 5 s) without a full, long round every minute
+SLICES = 12
 #: default staleness of a ``last`` series: Prometheus's lookback
 DEFAULT_STALE_S = 300.0
 #: how the last data before a center went dark explains it
@@ -189,10 +197,14 @@ class Engine:
         self._epoch_ms: int | None = None
         self._dark_before: dict[str, list[AgentRecord]] = {}
         self._instances: dict[str, dict[object, Instance]] = {}
-        self._last_full_ms: int | None = None
+        self._round_no = 0
         self._recovered: dict[str, int] = {}
         self._delivered: set[str] = set()
         self._owed: dict[str, AlertView] = {}
+        #: (parent rule, its ``equal`` labels, their values) → when such a parent alert last held
+        self._parent_seen: dict[tuple[str, tuple[str, ...], tuple[str, ...]], int] = {}
+        #: center → when it was last dark
+        self._dark_seen: dict[str, int] = {}
         self._log: list[tuple[AlertRow, int, str, str, str]] = []
         self.last_round: RoundStats | None = None
 
@@ -201,7 +213,7 @@ class Engine:
         self._open = {a.fingerprint: a for a in self.state.open_alerts()}
         self._pending = {}
         self._epoch_ms = None
-        self._last_full_ms = None
+        self._round_no = 0
 
     # --- reading -----------------------------------------------------------------------------
     def open_alerts(self) -> list[AlertRow]:
@@ -222,9 +234,8 @@ class Engine:
         stats.runs = await self.head.refresh(self.store, now)
         fleet = self._fleet(await self.store.agents(), now)
         changed = self.head.take_changed()
-        full = self._last_full_ms is None or now - self._last_full_ms >= FULL_EVERY_MS
-        if full:
-            self._last_full_ms = now
+        full = self._round_no == 0
+        self._round_no += 1
         seen: set[str] = set()
         for lr in self.rules.rules:
             kind = lr.rule.kind
@@ -264,9 +275,9 @@ class Engine:
     def _expr_instances(
         self, lr: LoadedRule, now: int, changed: Mapping[str, list[Series]], full: bool
     ) -> list[Instance]:
-        """A rule's instances. A rule without ``by`` reads one series per instance, so between full
-        rounds only the series that changed (new points, a point leaving the window) are reduced
-        again; full rounds (every minute) catch what time alone changes (staleness, absence)."""
+        """A rule's instances. A rule without ``by`` reads one series per instance, so after the first
+        round only the series that changed (new points, a point leaving the window) and this round's
+        slice are reduced again; a rule with ``by`` (few series: the probes') is reduced whole."""
         expr = lr.rule.expr
         assert expr is not None
         stale_ms = int((expr.stale_s or self.settings.stale_s) * 1000)
@@ -276,12 +287,14 @@ class Engine:
             self._instances[lr.name] = {i.key: i for i in found}
             return found
         cache = self._instances.setdefault(lr.name, {})
-        among = changed.get(expr.metric)
-        if among:
-            for s in among:
-                cache.pop(s.id, None)
-            for i in evaluate(lr, self.head, now, stale_ms, want, among):
-                cache[i.key] = i
+        part = self._round_no % SLICES
+        among = {s.id: s for s in self.head.named(expr.metric) if s.id % SLICES == part}
+        for s in changed.get(expr.metric, ()):
+            among[s.id] = s
+        for sid in among:
+            cache.pop(sid, None)
+        for i in evaluate(lr, self.head, now, stale_ms, want, among.values()):
+            cache[i.key] = i
         return list(cache.values())
 
     def _fleet(self, agents: Iterable[AgentRecord], now: int) -> Fleet:
@@ -468,10 +481,30 @@ class Engine:
             note = "" if self.rules.get(row.rule) is not None else "rule removed"
             self._log.append((row, now, "resolved", "", note))
 
+    def _hold_ms(self, lr: LoadedRule | None) -> int:
+        """How long after its cause ended a child alert of ``lr`` is still suppressed: the window
+        its value is reduced over, plus one agent interval; 0 for a rule on the latest value."""
+        expr = lr.rule.expr if lr is not None else None
+        if expr is None or expr.reduce == "last":
+            return 0
+        return int((expr.window_s + self.settings.agent_interval_s) * 1000)
+
+    def _remember_causes(self, active: list[AlertRow], fleet: Fleet, now: int) -> None:
+        relations = {(p.rule, p.equal) for lr in self.rules.rules for p in lr.rule.parents}
+        for r in active:
+            for rule, equal in relations:
+                if rule == r.rule:
+                    self._parent_seen[(rule, equal, tuple(r.labels.get(k, "") for k in equal))] = now
+        for center in fleet.dark:
+            self._dark_seen[center] = now
+        horizon = now - max((self._hold_ms(lr) for lr in self.rules.rules), default=0)
+        self._parent_seen = {k: ms for k, ms in self._parent_seen.items() if ms >= horizon}
+        self._dark_seen = {k: ms for k, ms in self._dark_seen.items() if ms >= horizon}
+
     def _mute_all(self, fleet: Fleet, now: int) -> None:
         firing = [r for r in self._open.values() if r.state == "firing"]
         active = [*firing, *self._pending.values()]
-        index: dict[tuple[str, tuple[str, ...]], set[tuple[str, ...]]] = {}
+        self._remember_causes(active, fleet, now)
         failing_devices: dict[tuple[str, str], str] = {}
         for r in active:
             lr = self.rules.get(r.rule)
@@ -480,7 +513,7 @@ class Engine:
         silences = self.state.silences(since_ms=now)
         windows = self.state.windows()
         for row in firing:
-            muted, by = self._mute_of(row, fleet, active, index, failing_devices, now)
+            muted, by = self._mute_of(row, fleet, failing_devices, now)
             if not muted:
                 silence = silenced_by(silences, {**row.labels, "alertname": row.rule}, now)
                 if silence is not None:
@@ -498,8 +531,6 @@ class Engine:
         self,
         row: AlertRow,
         fleet: Fleet,
-        active: list[AlertRow],
-        index: dict[tuple[str, tuple[str, ...]], set[tuple[str, ...]]],
         failing_devices: dict[tuple[str, str], str],
         now: int,
     ) -> tuple[str, str]:
@@ -507,7 +538,9 @@ class Engine:
         kind = lr.rule.kind if lr is not None else "expr"
         if kind == "center_unreachable":
             return "", ""
-        if row.center in fleet.dark:
+        hold = self._hold_ms(lr)
+        dark_at = self._dark_seen.get(row.center)
+        if row.center in fleet.dark or (dark_at is not None and now - dark_at <= hold):
             return "suppressed", f"center_unreachable:{row.center}"
         if kind == "agent_silent":
             return "", ""
@@ -516,12 +549,10 @@ class Engine:
             return "suppressed", f"agent_silent:{silent[0][1]}"
         if lr is not None:
             for parent in lr.rule.parents:
-                key = (parent.rule, parent.equal)
-                if key not in index:
-                    on = parent.equal
-                    index[key] = {tuple(r.labels.get(k, "") for k in on) for r in active if r.rule == parent.rule}
-                if tuple(row.labels.get(k, "") for k in parent.equal) in index[key]:
-                    return "suppressed", f"{parent.rule}:" + ",".join(row.labels.get(k, "") for k in parent.equal)
+                values = tuple(row.labels.get(k, "") for k in parent.equal)
+                held_at = self._parent_seen.get((parent.rule, parent.equal, values))
+                if held_at is not None and now - held_at <= hold:  # held_at == now: the parent holds now
+                    return "suppressed", f"{parent.rule}:" + ",".join(values)
         device = row.labels.get("device")
         if device and self.inventory is not None:
             center = self.inventory.centers.get(row.center)
