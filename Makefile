@@ -54,6 +54,8 @@ test: lint typecheck pytest
 bench: install-test
 	$(PY) bench/agent_cost.py
 	$(PY) bench/ingest.py
+	$(PY) bench/snmp_walk.py
+	$(PY) bench/alert_eval.py --sizes 94x20
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache *.egg-info
