@@ -14,7 +14,9 @@ Per receiver (its ``match`` decides which alerts it gets), alerts are grouped by
   its last flush;
 - unchanged and firing, again ``repeat_interval_s`` after its last notification;
 
-and forgotten once nothing is left to say. A resolved alert is sent once, then dropped.
+and forgotten once nothing is left to say. A resolved alert is sent once, then dropped. A group
+whose notified alerts are all muted is kept (with nothing to send): when an alert comes back
+unmuted it is not news, and when it resolves its resolution is sent.
 
 A flush tries up to ``retry.attempts`` times with exponential backoff and jitter; each attempt
 has the receiver's ``timeout_s`` as deadline. A flush that fails is tried again no sooner than
@@ -325,7 +327,9 @@ class Dispatcher:
         next_due = math.inf
         for state in self._receivers:
             for key, group in list(state.groups.items()):
-                if not group.flushing and group.empty():
+                if not group.flushing and group.empty() and not group.owed:
+                    # a group whose alerts are all muted is held: it remembers what the receiver
+                    # was told, so the alert coming back is not news and its resolution is owed
                     del state.groups[key]
                     continue
                 due = group.due(state.receiver, floor)

@@ -19,7 +19,10 @@ A round
 last 300 s) still sees its parent's outage in that window after the parent resolved, and a center's
 backfilled outage data after it came back. So a windowed alert stays suppressed while its window
 (plus one agent interval, for the round that straddled the end) reaches back to when its parent
-last held or its center was last dark; past that, it notifies on data of its own.
+last held or its center was last dark; past that, it notifies on data of its own. Every alert of a
+center that was dark stays suppressed for at least one silence period after it is heard again: the
+spooled rounds filed before the agents' fresh ones describe the outage already notified as
+``center_unreachable`` (uplinks down), and a rule on the latest value would fire on them.
 
 **Frozen, not resolved.** An alert whose data stopped because its hosts went silent (or its center
 went dark) keeps its state: the outage is the center's alert, and when the agents return and
@@ -497,7 +500,7 @@ class Engine:
                     self._parent_seen[(rule, equal, tuple(r.labels.get(k, "") for k in equal))] = now
         for center in fleet.dark:
             self._dark_seen[center] = now
-        horizon = now - max((self._hold_ms(lr) for lr in self.rules.rules), default=0)
+        horizon = now - max(self.settings.silent_ms, *(self._hold_ms(lr) for lr in self.rules.rules))
         self._parent_seen = {k: ms for k, ms in self._parent_seen.items() if ms >= horizon}
         self._dark_seen = {k: ms for k, ms in self._dark_seen.items() if ms >= horizon}
 
@@ -540,7 +543,7 @@ class Engine:
             return "", ""
         hold = self._hold_ms(lr)
         dark_at = self._dark_seen.get(row.center)
-        if row.center in fleet.dark or (dark_at is not None and now - dark_at <= hold):
+        if row.center in fleet.dark or (dark_at is not None and now - dark_at <= max(hold, self.settings.silent_ms)):
             return "suppressed", f"center_unreachable:{row.center}"
         if kind == "agent_silent":
             return "", ""

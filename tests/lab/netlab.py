@@ -283,12 +283,17 @@ class Lab:
         solicitation from a LAN host goes unanswered (a 1 s stall on the first packet).
         """
         names = [self.ns(role) for role in roles]
+        # the ends of another uplink that is cut on purpose stay down
+        cut = {(self.ns(h.ns), h.gw_side) for h in map(self._hop, self._down_links)}
+        cut |= {(self.ns("gw"), h.gw_iface) for h in map(self._hop, self._down_links)}
         deadline = time.monotonic() + timeout
         pending: list[str] = []
         while time.monotonic() < deadline:
             pending = []
             for name in names:
                 for link in json.loads(run(["ip", "-j", "-n", name, "link", "show"]).stdout):
+                    if (name, link["ifname"]) in cut:
+                        continue
                     if link["ifname"] != "lo" and link.get("operstate") != "UP":
                         pending.append(f"{name}/{link['ifname']}={link.get('operstate')}")
             maddr = run(["ip", "-n", self.ns("gw"), "-6", "maddr", "show", "dev", "br-lan"]).stdout
@@ -509,12 +514,12 @@ class Lab:
         """Restore the uplink, and the static routes the kernel flushed with the interface."""
         hop = self._hop(link)
         run(["ip", "-n", self.ns(hop.ns), "link", "set", hop.gw_side, "up"])
+        self._down_links.discard(link)
         self._wait_operational((hop.ns, "gw"))
         self._routes(only=(hop.ns, "gw"))
         # neighbours that failed during the outage would cost a retry (about 1 s) on the first packets
         run(["ip", "-n", self.ns(hop.ns), "neigh", "flush", "dev", hop.gw_side])
         run(["ip", "-n", self.ns("gw"), "neigh", "flush", "dev", hop.gw_iface])
-        self._down_links.discard(link)
 
     def break_dns(self, mode: str = "servfail", names: Iterable[str] | None = None, server: str | None = None) -> None:
         """Make the lab's DNS fail: ``mode`` is servfail, refused, nxdomain, silent or ``delay:MS``.

@@ -294,6 +294,28 @@ async def test_an_alert_that_disappears_is_no_longer_notified(rig: Rig) -> None:
     rig.dispatcher.submit([])  # a muted too: nothing left to say, no notification
     await rig.at(1000)
     assert len(rig.hook.sent) == 2
+    assert rig.dispatcher.groups("hook") == {"center=hai-chau,alertname=uplink_down": ()}  # held for a
+
+
+async def test_a_muted_alert_coming_back_is_not_news_and_its_resolution_is_sent(rig: Rig) -> None:
+    # Found in the lab (test_lab_alerts): uplink_down notified, then suppressed while its center was
+    # dark, came back unmuted and was notified firing a second time; had it resolved while muted,
+    # its resolution would have been dropped with the forgotten group.
+    a = alert()
+    rig.dispatcher.submit([a])
+    await rig.at(30)
+    rig.dispatcher.submit([])  # suppressed: its center went dark
+    await rig.at(400)
+    rig.dispatcher.submit([a])  # the center is back, the uplink still down
+    await rig.at(800)
+    assert rig.hook.fingerprints() == ([a.fingerprint], [])
+    assert len(rig.hook.sent) == 1
+    rig.dispatcher.submit([])  # suppressed again, and it resolves meanwhile
+    await rig.at(900)
+    rig.dispatcher.submit([resolved(a)])
+    await rig.at(1200)
+    assert len(rig.hook.sent) == 2
+    assert rig.hook.fingerprints() == ([], [a.fingerprint])
     assert rig.dispatcher.groups("hook") == {}
 
 
