@@ -146,8 +146,9 @@ class _Group:
         for v in sent.resolved:
             if self.alerts.get(v.fingerprint) is v:
                 del self.alerts[v.fingerprint]
-        # owed: what was sent firing and is still held (a muted alert's resolution is not owed)
-        self.owed = {fp for fp in self.owed | self.sent_firing if fp in self.alerts}
+        # owed: every alert this receiver was told is firing and not yet told resolved — a muted
+        # one included, in a group with others too: its resolution is still sent when it comes
+        self.owed = (self.owed | self.sent_firing) - {v.fingerprint for v in sent.resolved}
         self.last_sent_at = at
         self.retry_at = None
 
