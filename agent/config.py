@@ -44,6 +44,8 @@ CHECK_MODULES: dict[str, str] = {
 class SpoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_bytes: Annotated[int, msgspec.Meta(ge=1024 * 1024)] = 256 * 1024 * 1024
     max_age_days: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    #: how often the agent reports its spool (waiting, dropped, refused) to the collector
+    report_interval_s: Seconds = 60.0
 
 
 class UploadConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

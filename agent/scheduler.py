@@ -19,7 +19,8 @@ from typing import Any
 
 import msgspec
 
-from agent.checks.base import CheckContext, CollectorLink, Observations, wall_ms
+from agent.checks.base import CheckContext, CollectorLink, Observations
+from agent.clock import wall_ms
 from agent.config import CheckSpec
 from centerwatch.wire import Event, Sample
 

@@ -15,13 +15,13 @@ import contextlib
 import gzip
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
 import msgspec
 
+from agent.clock import wall_ms
 from agent.config import UploadConfig
 from agent.errors import Retryable, UploadRejected
 from agent.spool import Entry, Spool
@@ -62,7 +62,7 @@ class Uploader:
     agent_id: str
     token: str
     config: UploadConfig
-    clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
+    clock_ms: Callable[[], int] = wall_ms
     rng: random.Random = field(default_factory=random.Random)
     stats: UploadStats = field(default_factory=UploadStats)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -124,7 +124,11 @@ class Uploader:
         entries = self.spool.select(self.config.max_batch_bytes, self.config.fresh_share)
         if not entries:
             return 0
-        moved = await self.send(entries)
+        self.spool.hold([e.seq for e in entries])  # not dropped for space while the collector stores them
+        try:
+            moved = await self.send(entries)
+        finally:
+            self.spool.release()
         self.stats.batches_ok += 1
         self.stats.last_success_ms = self.clock_ms()
         self.stats.consecutive_failures = 0

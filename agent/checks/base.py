@@ -13,20 +13,16 @@ run with its error, and the other checks go on.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from agent.clock import wall_ms
 from centerwatch.wire import Event, Sample
 
 C = TypeVar("C", bound=msgspec.Struct)
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from agent.errors import SpoolError
-from agent.spool import Entry, Spool, SpoolStats
+from agent.spool import DISK_RESERVE_BYTES, Entry, Spool, SpoolStats
 
 DAY_MS = 86_400_000
 BIG = 1 << 30
@@ -173,13 +174,20 @@ def test_select_everything_when_it_fits(open_spool: SpoolFactory) -> None:
         assert [e.seq for e in spool.select(10_000, share)] == seqs
 
 
-@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
-def test_select_returns_one_entry_even_if_it_alone_exceeds_the_budget(open_spool: SpoolFactory, share: float) -> None:
+def test_select_returns_the_oldest_even_if_it_alone_exceeds_the_budget(open_spool: SpoolFactory) -> None:
     spool = open_spool()
     seqs = [spool.append(payload(i, 1_000), i) for i in range(3)]
-    chosen = spool.select(500, share)
-    assert len(chosen) == 1
-    assert chosen[0].seq in seqs
+    assert [e.seq for e in spool.select(500, 0.0)] == seqs[:1]
+
+
+@pytest.mark.parametrize("share", [0.25, 1.0])
+def test_select_takes_oldest_and_newest_when_one_entry_fills_the_budget(open_spool: SpoolFactory, share: float) -> None:
+    """Else a budget that holds one entry would drain the backlog newest-first (LIFO)."""
+    spool = open_spool()
+    seqs = [spool.append(payload(i, 1_000), i) for i in range(3)]
+    assert [e.seq for e in spool.select(500, share)] == [seqs[0], seqs[-1]]
+    spool.delete([seqs[0], seqs[-1]])
+    assert [e.seq for e in spool.select(500, share)] == [seqs[1]]
 
 
 def test_select_empty_spool(open_spool: SpoolFactory) -> None:
@@ -224,3 +232,91 @@ def test_spool_creates_its_directory(tmp_path: Path) -> None:
         assert (tmp_path / "a" / "b" / "spool.db").is_file()
     finally:
         spool.close()
+
+
+def test_order_is_seq_not_time_across_clock_steps(open_spool: SpoolFactory) -> None:
+    """A wall clock stepped back an hour, then forward two: entries drain in the order they were made."""
+    spool = open_spool(max_age_ms=DAY_MS)
+    hour = 3_600_000
+    t0 = 1_800_000_000_000
+    stamps = [t0, t0 + 200, t0 - hour, t0 - hour + 200, t0 + 2 * hour, t0 + 2 * hour + 200, t0 + 400]
+    seqs = [spool.append(payload(i), created) for i, created in enumerate(stamps)]
+    assert seqs == sorted(seqs)
+    assert [e.seq for e in spool.select(BIG, 0.0)] == seqs  # oldest made first, whatever its stamp
+    assert [e.created_ms for e in spool.select(BIG, 0.0)] == stamps
+    assert spool.stats().dropped_entries == 0  # neither step made anything look older than max_age
+
+
+def test_seq_base_comes_from_the_clock_handed_in(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.db", BIG, DAY_MS, clock_ms=lambda: 1_000)
+    try:
+        assert spool.append(payload(0), 5) == 1_000 * 1024 + 1
+    finally:
+        spool.close()
+
+
+def test_nearly_full_disk_stops_growth_and_replaces_the_oldest(
+    open_spool: SpoolFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    free = [1 << 40]
+    monkeypatch.setattr("agent.spool.shutil.disk_usage", lambda _path: SimpleNamespace(free=free[0]))
+    spool = open_spool()
+    seqs = [spool.append(payload(i, 1_000), i) for i in range(5)]
+    free[0] = DISK_RESERVE_BYTES  # the filesystem reaches the reserve: no room for one more entry
+    seqs += [spool.append(payload(i, 1_000), i) for i in range(5, 8)]
+    assert [e.seq for e in spool.select(BIG, 0.0)] == seqs[3:]  # same size, the 3 oldest replaced
+    stats = spool.stats()
+    assert (stats.entries, stats.bytes, stats.dropped_entries, stats.dropped_bytes) == (5, 5_000, 3, 3_000)
+
+
+def test_disk_full_drops_oldest_until_it_fits_counts_it_and_keeps_the_database_sound(
+    open_spool: SpoolFactory,
+) -> None:
+    """SQLite's own page limit gives the real SQLITE_FULL a full filesystem gives."""
+    spool = open_spool()
+    spool._db.execute("PRAGMA max_page_count=64")  # 256 KiB
+    seqs = []
+    for i in range(200):
+        seqs.append(spool.append(payload(i, 3_000), i))  # never raises: the oldest make room
+    kept = [e.seq for e in spool.select(BIG, 0.0)]
+    assert kept == seqs[-len(kept) :] and 10 < len(kept) < 80  # the newest, contiguous
+    stats = spool.stats()
+    assert stats.dropped_entries + len(kept) == 200
+    assert (stats.entries, stats.bytes) == (len(kept), 3_000 * len(kept))
+    assert spool._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_disk_full_with_nothing_to_drop_counts_the_new_entry(open_spool: SpoolFactory) -> None:
+    spool = open_spool()
+    spool._db.execute("PRAGMA max_page_count=8")
+    with pytest.raises(SpoolError, match="disk full, nothing left to drop"):
+        spool.append(payload(0, 100_000), 1)
+    assert (spool.stats().dropped_entries, spool.stats().dropped_bytes, len(spool)) == (1, 100_000, 0)
+    spool.append(payload(1, 100), 2)  # the next write that fits also records the drop on disk
+    assert spool._counter("dropped_entries") == 1
+
+
+def test_entries_being_uploaded_are_not_dropped_until_released(open_spool: SpoolFactory) -> None:
+    """Else a result dropped for space while the collector stores it is counted lost and arrives."""
+    spool = open_spool(max_bytes=1_000)
+    seqs = [spool.append(payload(i, 300), i) for i in range(3)]
+    spool.hold([e.seq for e in spool.select(300, 0.0)])
+    seqs.append(spool.append(payload(3, 300), 3))  # past the bound: the oldest not in flight goes
+    assert [e.seq for e in spool.select(BIG, 0.0)] == [seqs[0], *seqs[2:]]
+    spool.release()
+    seqs.append(spool.append(payload(4, 300), 4))
+    assert [e.seq for e in spool.select(BIG, 0.0)] == seqs[2:]
+    assert spool.stats().dropped_entries == 2
+
+
+def test_a_write_that_fails_otherwise_counts_the_lost_result(open_spool: SpoolFactory) -> None:
+    """An I/O error or a user's quota (SQLite says "disk I/O error") loses the result: counted."""
+    spool = open_spool()
+    spool.append(payload(0), 1)
+    spool._db.execute("PRAGMA query_only=1")  # every write now fails, and not for space
+    with pytest.raises(SpoolError, match="cannot append; result dropped and counted"):
+        spool.append(payload(1), 2)
+    assert (spool.stats().dropped_entries, len(spool)) == (1, 1)  # the oldest were not touched
+    spool._db.execute("PRAGMA query_only=0")
+    spool.append(payload(2), 3)
+    assert spool._counter("dropped_entries") == 1
