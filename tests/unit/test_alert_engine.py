@@ -548,3 +548,14 @@ def test_a_dark_centers_spooled_rounds_filed_before_its_fresh_ones_notify_nothin
     lab.tick(2)
     assert lab.firing() == []
     assert notified(lab, "uplink_down") == []
+
+
+def test_one_evaluator_per_database_the_lock_passes_on(tmp_path: Path) -> None:
+    from collector.alerting.engine import _LeaderLock
+
+    first, second = _LeaderLock(tmp_path / "a.lock"), _LeaderLock(tmp_path / "a.lock")
+    assert first.acquire() and first.acquire()  # held: stays held
+    assert not second.acquire()
+    first.release()
+    assert second.acquire()
+    second.release()
