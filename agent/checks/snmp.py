@@ -47,12 +47,19 @@ printer's name, serial, supplies, trays and alert texts, the access point's radi
 
 A device that fails (no answer, refused credentials, noSuchObject for the system group, garbage)
 reports ``snmp_up 0`` and ``probe_failure_info{probe="snmp",target=<device>,uplink="lan",reason}``
-with reason ``timeout | auth | no_such | malformed | error`` and a ``probe.failed`` event; the other
-devices go on. Facts (part subject ``snmp``) map each device name to its system group, matched
-profile and interface list; they are sent when they change or every ``facts_interval_s``.
+with reason ``timeout | auth | no_such | malformed | error | credential`` and a ``probe.failed``
+event; the other devices go on. Facts (part subject ``snmp``) map each device name to its system
+group, matched profile and interface list; they are sent when they change or every
+``facts_interval_s``.
 
 Communities and keys never leave the process: ``Device``'s ``repr`` masks them, the client scrubs
-them from error messages, and no sample, event or fact carries them. Example::
+them from error messages, and no sample, event or fact carries them. Instead of secrets inline, a
+device may name a ``credential`` kept in ``credentials_file`` (``agent/snmp/credentials.py``: a
+0600 YAML file of name → ``{community}`` or ``{user, auth_protocol, auth_key, priv_protocol,
+priv_key}``, read again when it changes); that is how devices from inventory arrive
+(``collector/probeconfig.py``). A name missing from the file, a credential of the other version
+or a file that cannot be used is that device's failure (reason ``credential``, naming the device,
+the credential and the file); the other devices are polled. Example::
 
     checks:
       snmp:
@@ -69,6 +76,8 @@ them from error messages, and no sample, event or fact carries them. Example::
             priv_protocol: AES        # AES (128) | AES-256 | AES-256-C (Cisco)
             priv_key: "long-priv-passphrase"
           - {name: printer-1, address: 10.10.0.50, community: public, profile: generic}
+          - {name: hoa-khanh-ups1, address: 10.10.0.60, version: v3, credential: snmp-v3-network-ro}
+        credentials_file: /etc/centerwatch/snmp-credentials.yaml
 """
 
 from __future__ import annotations
@@ -84,6 +93,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from agent.checks.base import CheckContext, Observations
+from agent.errors import ConfigError
 from agent.snmp.client import (
     V3,
     AuthProtocol,
@@ -98,6 +108,7 @@ from agent.snmp.client import (
     scrub,
     secret_values,
 )
+from agent.snmp.credentials import CredentialStore, version_of
 from agent.snmp.errors import ProfileError, SnmpError
 from agent.snmp.profiles import Column, Profile, ProfileSet, Table, Tag, Transition, load_profiles
 from agent.snmp.rates import counter_rate, restarted
@@ -111,6 +122,8 @@ SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
 MAX_LABEL = 200
 
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=100)]
+#: a credential's name in ``credentials_file`` (inventory's rule), or empty
+CredentialName = Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$", max_length=100)]
 
 
 class Device(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -130,8 +143,16 @@ class Device(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     priv_key: str = ""
     #: a profile name (``generic``, ``cisco-catalyst``); by default the longest sysObjectID match
     profile: str | None = None
+    #: the name of a credential in the check's ``credentials_file``, instead of secrets here
+    credential: CredentialName = ""
 
     def __post_init__(self) -> None:
+        if self.credential:
+            if self.community or self.user or self.auth_key or self.priv_key:
+                raise ValueError(
+                    "credential: give either a credential name or community/user/auth_key/priv_key, not both"
+                )
+            return
         if self.version == "v2c":
             if not self.community:
                 raise ValueError("community: required for a v2c device")
@@ -149,13 +170,43 @@ class Device(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         # msgspec's repr would show the community and keys
         return (
             f"Device(name={self.name!r}, address={self.address!r}, port={self.port}, version={self.version!r}, "
-            f"user={self.user!r}, profile={self.profile!r}, secrets='***')"
+            f"user={self.user!r}, profile={self.profile!r}, credential={self.credential!r}, secrets='***')"
         )
 
     def __rich_repr__(self) -> list[tuple[str, Any]]:
         return [("name", self.name), ("address", self.address)]
 
+    def resolved(self, store: Mapping[str, Credentials], where: str) -> Device:
+        """This device with the secrets of its ``credential`` from ``store`` (read from ``where``);
+        ``ValueError`` naming the device, the credential and the file when it cannot be."""
+        if not self.credential:
+            return self
+        found = store.get(self.credential)
+        if found is None:
+            known = ", ".join(sorted(store)) or "none"
+            raise ValueError(
+                f"{self.name}: credential {self.credential!r} is not in {where} (credentials there: {known})"
+            )
+        if version_of(found) != self.version:
+            raise ValueError(
+                f"{self.name}: credential {self.credential!r} in {where} is for SNMP {version_of(found)}, "
+                f"the device is {self.version}"
+            )
+        if isinstance(found, V2c):
+            return msgspec.structs.replace(self, credential="", community=found.community.reveal())
+        return msgspec.structs.replace(
+            self,
+            credential="",
+            user=found.user,
+            auth_key=found.auth_key.reveal(),
+            priv_key=found.priv_key.reveal(),
+            auth_protocol=found.auth_protocol,
+            priv_protocol=found.priv_protocol,
+        )
+
     def credentials(self) -> Credentials:
+        if self.credential:
+            raise ValueError(f"{self.name}: credential {self.credential!r} not resolved")
         if self.version == "v2c":
             return V2c(Secret(self.community))
         return V3(self.user, Secret(self.auth_key), Secret(self.priv_key), self.auth_protocol, self.priv_protocol)
@@ -176,6 +227,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: site profiles, overriding shipped ones of the same file name
     profiles_dir: str = ""
     facts_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 3600.0
+    #: YAML file of credential name → secrets, for devices that name a ``credential``
+    #: (``agent/snmp/credentials.py``; mode 0600)
+    credentials_file: str = ""
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -183,6 +237,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             if device.name in seen:
                 raise ValueError(f"devices: {device.name!r} is listed twice")
             seen.add(device.name)
+            if device.credential and not self.credentials_file:
+                raise ValueError(
+                    f"devices: {device.name!r} names credential {device.credential!r}: set credentials_file"
+                )
 
 
 # --- readings and state ---------------------------------------------------------------------------
@@ -226,6 +284,14 @@ class Runtime:
     clients: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     facts_sent_s: float | None = None
     facts_digest: str | None = None
+    credential_store: CredentialStore | None = None
+    credential_error: str | None = None  # the last one logged
+
+    def credentials(self, path: str) -> dict[str, Credentials]:
+        """The credentials of ``path`` (re-read when it changed); raises its ``ConfigError``."""
+        if self.credential_store is None or self.credential_store.path != path:
+            self.credential_store = CredentialStore(path)
+        return self.credential_store.get()
 
     def profile_set(self, profiles_dir: str) -> ProfileSet:
         found = self.profiles.get(profiles_dir)
@@ -289,14 +355,18 @@ async def collect_with(
     obs = Observations(ts_ms=ctx.clock_ms(), subject="snmp")
     for gone in set(state.devices) - {d.name for d in cfg.devices}:
         del state.devices[gone]
+    polled = resolve_devices(obs, cfg, state)
     limit = asyncio.Semaphore(cfg.concurrency)
 
     async def one(device: Device) -> None:
         async with limit:
             await poll_one(obs, device, cfg, connect, state, profiles, mono)
 
-    await asyncio.gather(*(one(d) for d in cfg.devices))
-    facts = {d.name: state.devices[d.name].facts or {"reachable": False} for d in cfg.devices}
+    await asyncio.gather(*(one(d) for d in polled))
+    facts: dict[str, Any] = {}
+    for d in cfg.devices:
+        dstate = state.devices.get(d.name)
+        facts[d.name] = (dstate.facts if dstate is not None else None) or {"reachable": False}
     digest = hashlib.sha256(msgspec.json.encode(facts, order="sorted")).hexdigest()
     now = mono()
     if cfg.devices and (
@@ -305,6 +375,52 @@ async def collect_with(
         obs.facts = facts
         state.facts_digest, state.facts_sent_s = digest, now
     return obs
+
+
+def resolve_devices(obs: Observations, cfg: Config, state: Runtime) -> list[Device]:
+    """The devices to poll, each naming a ``credential`` given its secrets from ``credentials_file``.
+    A device whose credential cannot be had (not in the file, of the other version, the file
+    missing, unreadable, open to other users or invalid) reports its failure (reason
+    ``credential``) and is left out; the others are polled."""
+    if not any(d.credential for d in cfg.devices):
+        return list(cfg.devices)
+    store: dict[str, Credentials] | None = None
+    problem: str | None = None
+    try:
+        store = state.credentials(cfg.credentials_file)
+    except ConfigError as exc:
+        problem = str(exc)  # names the file and the key, never a value
+    if problem != state.credential_error:
+        if problem is not None:
+            log.warning("snmp credentials: %s", problem)
+        state.credential_error = problem
+    polled: list[Device] = []
+    for device in cfg.devices:
+        if not device.credential:
+            polled.append(device)
+            continue
+        if store is None:
+            message = f"{device.name}: credential {device.credential!r}: {problem}"
+        else:
+            try:
+                polled.append(device.resolved(store, cfg.credentials_file))
+                continue
+            except ValueError as exc:
+                message = str(exc)
+        dstate = state.devices.get(device.name)
+        if dstate is not None and dstate.facts is not None:
+            dstate.facts = {**dstate.facts, "reachable": False}
+        report_failure(obs, device.name, "credential", message)
+    return polled
+
+
+def report_failure(obs: Observations, device: str, reason: str, message: str) -> None:
+    """A device that could not be polled: ``snmp_up 0``, ``probe_failure_info{reason}`` and a
+    ``probe.failed`` event with the cause (``message``, already free of secrets)."""
+    labels = {"probe": PROBE, "target": device, "uplink": UPLINK}
+    obs.add("snmp_up", 0.0, device=device)
+    obs.add("probe_failure_info", 1.0, reason=reason, **labels)
+    obs.event("probe.failed", message, "warning", reason=reason, **labels)
 
 
 async def poll_one(
@@ -348,11 +464,9 @@ async def poll_one(
     if error is not None:
         if dstate.facts is not None:
             dstate.facts = {**dstate.facts, "reachable": False}
-        obs.add("snmp_up", 0.0, device=device.name)
-        labels = {"probe": PROBE, "target": device.name, "uplink": UPLINK}
-        message = scrub(f"{device.name}: {error}", secret_values(device.credentials()))
-        obs.add("probe_failure_info", 1.0, reason=error.kind, **labels)
-        obs.event("probe.failed", message, "warning", reason=error.kind, **labels)
+        report_failure(
+            obs, device.name, error.kind, scrub(f"{device.name}: {error}", secret_values(device.credentials()))
+        )
         return
     obs.add("snmp_up", 1.0, device=device.name)
     obs.samples.extend(own.samples)
