@@ -113,7 +113,7 @@ def start_switches(folder: Path, devices: int) -> Any:
     data.mkdir()
     for i in range(1, devices + 1):
         switch48.write(data / f"sw{i:03d}.snmprec", seed=i)
-    return start_snmpsim(data, [("127.0.0.1", free_port())], folder, timeout_s=300)
+    return start_snmpsim(data, [("127.0.0.1", free_port())], folder, timeout_s=300, log_level="error")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
