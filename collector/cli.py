@@ -79,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe-config", help="print a center's probe-agent checks derived from inventory (YAML)")
     probe.add_argument("--inventory", type=Path, required=True, help="Ansible inventory directory")
     probe.add_argument("--center", required=True, help="center slug, e.g. hoa-khanh")
+    probe.add_argument(
+        "--snmp-credentials-file",
+        default=None,
+        help="where the probe agent keeps its SNMP secrets (default /etc/centerwatch/snmp-credentials.yaml)",
+    )
 
     agent = sub.add_parser("agent", help="enrolled agents")
     asub = agent.add_subparsers(dest="agent_command", required=True)
@@ -219,7 +224,12 @@ def _probe_config(args: argparse.Namespace) -> int:
         print(f"centerwatch-collector: center {args.center!r} is not in {args.inventory}", file=sys.stderr)
         return 2
     print(f"# probe agent {center.probe_host} of {center.name} ({center.slug}), from {args.inventory}")
-    print(yaml.safe_dump({"checks": probe_checks(center)}, allow_unicode=True, sort_keys=False), end="")
+    checks = (
+        probe_checks(center, snmp_credentials_file=args.snmp_credentials_file)
+        if args.snmp_credentials_file
+        else probe_checks(center)
+    )
+    print(yaml.safe_dump({"checks": checks}, allow_unicode=True, sort_keys=False), end="")
     return 0
 
 
