@@ -237,12 +237,14 @@ class Spool:
         db = self._db
         dropped = dropped_bytes = 0
         cutoff = now_ms - self.max_age_ms
-        row = db.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM entries WHERE created_ms < ?", (cutoff,)
-        ).fetchone()
-        if row[0]:
-            db.execute("DELETE FROM entries WHERE created_ms < ?", (cutoff,))
-            dropped, dropped_bytes = int(row[0]), int(row[1])
+        aged = [
+            (seq, size)
+            for seq, size in db.execute("SELECT seq, size FROM entries WHERE created_ms < ?", (cutoff,))
+            if seq not in self._in_flight  # the batch being uploaded is never dropped
+        ]
+        if aged:
+            db.executemany("DELETE FROM entries WHERE seq = ?", [(seq,) for seq, _ in aged])
+            dropped, dropped_bytes = len(aged), sum(size for _, size in aged)
         excess = self._bytes + added - dropped_bytes - self.max_bytes
         if room < added:  # the disk is nearly full: the new entry replaces the oldest, no growth
             excess = max(excess, added - dropped_bytes)

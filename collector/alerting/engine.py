@@ -71,8 +71,6 @@ log = logging.getLogger("centerwatch.alerting")
 SLICES = 12
 #: default staleness of a ``last`` series: Prometheus's lookback
 DEFAULT_STALE_S = 300.0
-#: how the last data before a center went dark explains it
-CAUSES = ("power", "uplink", "unknown")
 
 
 @dataclass(frozen=True)
@@ -203,7 +201,6 @@ class Engine:
         self._round_no = 0
         self._recovered: dict[str, int] = {}
         self._delivered: set[str] = set()
-        self._owed: dict[str, AlertView] = {}
         #: (parent rule, its ``equal`` labels, their values) → when such a parent alert last held
         self._parent_seen: dict[tuple[str, tuple[str, ...], tuple[str, ...]], int] = {}
         #: center → when it was last dark
@@ -468,7 +465,23 @@ class Engine:
             return (agent.last_seen_ms or 0) <= row.active_ms or row.center in fleet.dark
         if row.center in fleet.dark:
             return True
-        return bool(row.hosts) and all(h in fleet.silent for h in row.hosts)
+        if bool(row.hosts) and all(h in fleet.silent for h in row.hosts):
+            return True
+        # after a restart nobody counts as silent for one silence period: an outage still open is
+        # known by its own alert
+        return self._outage_open(row)
+
+    def _outage_open(self, row: AlertRow) -> bool:
+        for other in self._open.values():
+            if other.state != "firing" or other.center != row.center:
+                continue
+            kind = lr.rule.kind if (lr := self.rules.get(other.rule)) is not None else "expr"
+            if kind == "center_unreachable":
+                return True
+            host = (other.center, other.labels.get("host", ""))
+            if kind == "agent_silent" and row.hosts and all(h == host for h in row.hosts):
+                return True
+        return False
 
     def _resolve_vanished(self, seen: set[str], fleet: Fleet, now: int) -> None:
         for fp in [fp for fp in self._pending if fp not in seen]:

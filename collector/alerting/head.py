@@ -81,7 +81,6 @@ class Head:
     series: dict[int, Series] = field(default_factory=dict)
     by_name: dict[str, dict[int, Series]] = field(default_factory=dict)
     last_run_id: int | None = None
-    points_filed: int = 0
     #: series ids of metrics no rule reads
     ignored: set[int] = field(default_factory=set)
     #: series given points or trimmed since the last ``take_changed()``
@@ -118,7 +117,6 @@ class Head:
                         if found is not None:
                             found.add(ts, value)
                             changed.add(sid)
-                            self.points_filed += 1
             self.last_run_id = chunks[-1].id
             read += len(chunks)
             if len(chunks) < PAGE:

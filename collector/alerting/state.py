@@ -141,9 +141,11 @@ class AlertState:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            # short waits: the evaluator runs on the event loop; a save that times out is retried
+            # next round (its rows stay dirty), an API write answers 503
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=2)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute("PRAGMA busy_timeout=2000")
             self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot open the alert tables: {exc}") from exc
@@ -163,7 +165,9 @@ class AlertState:
         if center:
             sql += " AND center = ?"
             args.append(center)
-        if state:
+        if state == "open":
+            sql += " AND state <> 'resolved'"
+        elif state:
             sql += " AND state = ?"
             args.append(state)
         if before_id:
@@ -185,6 +189,7 @@ class AlertState:
     def save(self, rows: Iterable[AlertRow], log: Iterable[tuple[AlertRow, int, str, str, str]]) -> None:
         """Insert or update ``rows`` (the dirty ones) and append ``log`` entries, in one transaction."""
         db = self._db
+        inserted: list[AlertRow] = []
         try:
             db.execute("BEGIN IMMEDIATE")
             for a in rows:
@@ -218,6 +223,7 @@ class AlertState:
                         values,
                     )
                     a.id = int(cur.lastrowid or 0)
+                    inserted.append(a)
                 else:  # the acknowledgement is acknowledge()'s alone: an evaluation never overwrites it
                     db.execute(
                         "UPDATE alerts SET fingerprint = ?, rule = ?, center = ?, severity = ?, labels = ?, state = ?,"
@@ -237,6 +243,8 @@ class AlertState:
                 db.execute("ROLLBACK")
             for a in rows:
                 a.dirty = True
+            for a in inserted:
+                a.id = None  # rolled back: inserted again next time, not updated into nothing
             raise StoreError(f"{self.path}: saving alerts failed: {exc}") from exc
 
     def acknowledge(self, alert_id: int, who: str, comment: str, now_ms: int) -> AlertRow | None:

@@ -81,10 +81,8 @@ async def list_alerts(
         engine = ctx.engine
         rows = [] if engine is None else [a for a in engine.open_alerts() if a.state == "pending"]
         return [alert_json(a, lang) for a in rows if center is None or a.center == center][:limit]
-    wanted = None if state in ("open", "all") else state
+    wanted = None if state == "all" else state
     rows = store.alerts(center=center, state=wanted, limit=limit, before_id=before_id)
-    if state == "open":
-        rows = [a for a in rows if a.state != "resolved"]
     return [alert_json(a, lang) for a in rows]
 
 

@@ -32,7 +32,7 @@ async def alerts_page(ctx: Ctx, lang: Lang) -> HTMLResponse:
         raise Rejected("not_found", 404, what="alerting (disabled on this collector)")
     now = now_ms()
     names = ctx.center_names()
-    open_rows = [a for a in ctx.alerts.alerts(limit=5000) if a.state != "resolved"]
+    open_rows = ctx.alerts.open_alerts()
     open_rows.sort(key=lambda a: (a.center, a.muted != "", _SEVERITY_ORDER.get(a.severity, 3), a.firing_ms or 0))
     by_center: dict[str, list[object]] = {}
     for a in open_rows:

@@ -18,6 +18,7 @@ from collector.alerting.mute import MaintenanceWindow, Matcher, Silence
 from collector.alerting.rules import RuleSet, build_rules, load_rules
 from collector.alerting.state import AlertRow, AlertState
 from collector.auth import hash_token
+from collector.errors import StoreError
 from collector.inventory import Inventory, load_inventory
 from collector.store.base import AgentRecord
 from collector.store.sqlite import SqliteStore
@@ -559,3 +560,37 @@ def test_one_evaluator_per_database_the_lock_passes_on(tmp_path: Path) -> None:
     first.release()
     assert second.acquire()
     second.release()
+
+
+def test_a_restart_during_a_long_outage_keeps_the_dark_centers_alerts_frozen(lab: Lab) -> None:
+    three_pcs(lab)
+    all_report(lab)
+    for _ in range(4):
+        lab.tick(10)
+        all_report(lab)
+        lab.report("hoa-khanh", "pc1", ("cpu", {}, 0.95))
+    lab.tick()
+    assert lab.firing("cpu_hot")
+    for _ in range(40):  # dark for 400 s: the cpu series is stale by now
+        lab.tick(10)
+        lab.report("tra-doc", "pc1", ("cpu", {}, 0.2))
+    assert lab.firing("center_unreachable") and lab.firing("cpu_hot")
+    lab.engine = lab.new_engine()
+    lab.tick(1)
+    lab.tick(10)
+    assert {a.rule: a.state for a in lab.state.alerts(state="open")} == {
+        "center_unreachable": "firing",
+        "cpu_hot": "firing",
+    }
+
+
+def test_a_failed_save_inserts_the_alert_again_next_time(tmp_path: Path) -> None:
+    state = AlertState(tmp_path / "a.db")
+    row = AlertRow("f", "r", "c", "warning", {"center": "c"}, "firing", 1.0, 1)
+    with pytest.raises(StoreError):
+        state.save([row], [(row, object(), "firing", "", "")])  # type: ignore[list-item]
+    assert row.id is None and row.dirty
+    state.save([row], [(row, 1, "firing", "", "")])
+    (stored,) = state.alerts(state="open")
+    assert stored.id == row.id and state.log(row.id or 0) == [(1, "firing", "", "")]
+    state.close()

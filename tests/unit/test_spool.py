@@ -320,3 +320,12 @@ def test_a_write_that_fails_otherwise_counts_the_lost_result(open_spool: SpoolFa
     spool._db.execute("PRAGMA query_only=0")
     spool.append(payload(2), 3)
     assert spool._counter("dropped_entries") == 1
+
+
+def test_entries_being_uploaded_are_not_dropped_for_age_either(open_spool: SpoolFactory) -> None:
+    spool = open_spool(max_age_ms=DAY_MS)
+    old = [spool.append(payload(i), i) for i in (1, 2)]
+    spool.hold([old[0]])
+    new = spool.append(payload(3), 2 * DAY_MS)  # both are past the age bound now; the held one stays
+    assert [e.seq for e in spool.select(BIG, 0.0)] == [old[0], new]
+    assert spool.stats().dropped_entries == 1
