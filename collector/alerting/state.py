@@ -8,15 +8,33 @@ state. SQL kept portable (PostgreSQL later).
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from collector.alerting.mute import MaintenanceWindow, Matcher, Silence
 from collector.errors import StoreError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _translated(method: Callable[Concatenate[AlertState, P], R]) -> Callable[Concatenate[AlertState, P], R]:
+    """A ``sqlite3`` error of ``method`` becomes a ``StoreError`` naming the file and the operation."""
+
+    @functools.wraps(method)
+    def wrapper(self: AlertState, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {method.__name__}: {exc}") from exc
+
+    return cast("Callable[Concatenate[AlertState, P], R]", wrapper)
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -154,9 +172,11 @@ class AlertState:
         self._db.close()
 
     # --- alerts ----------------------------------------------------------------------------------
+    @_translated
     def open_alerts(self) -> list[AlertRow]:
         return [_row(r) for r in self._db.execute(f"SELECT {_COLS} FROM alerts WHERE state <> 'resolved'")]  # noqa: S608
 
+    @_translated
     def alerts(
         self, *, center: str | None = None, state: str | None = None, limit: int = 200, before_id: int | None = None
     ) -> list[AlertRow]:
@@ -177,10 +197,12 @@ class AlertState:
         args.append(limit)
         return [_row(r) for r in self._db.execute(sql, args)]
 
+    @_translated
     def alert(self, alert_id: int) -> AlertRow | None:
         r = self._db.execute(f"SELECT {_COLS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()  # noqa: S608
         return _row(r) if r else None
 
+    @_translated
     def log(self, alert_id: int) -> list[tuple[int, str, str, str]]:
         return list(
             self._db.execute("SELECT ts_ms, what, who, note FROM alert_log WHERE alert_id = ? ORDER BY id", (alert_id,))
@@ -247,10 +269,11 @@ class AlertState:
                 a.id = None  # rolled back: inserted again next time, not updated into nothing
             raise StoreError(f"{self.path}: saving alerts failed: {exc}") from exc
 
+    @_translated
     def acknowledge(self, alert_id: int, who: str, comment: str, now_ms: int) -> AlertRow | None:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
+            db.execute("BEGIN IMMEDIATE")
             cur = db.execute(
                 "UPDATE alerts SET ack_by = ?, ack_ms = ?, ack_comment = ? WHERE id = ?",
                 (who, now_ms, comment, alert_id),
@@ -262,11 +285,13 @@ class AlertState:
                 )
             db.execute("COMMIT")
         except sqlite3.Error:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         return self.alert(alert_id)
 
     # --- silences and maintenance windows ---------------------------------------------------------
+    @_translated
     def add_silence(self, s: Silence) -> int:
         matchers = json.dumps([{"name": m.name, "value": m.value, "op": m.op} for m in s.matchers], ensure_ascii=False)
         cur = self._db.execute(
@@ -276,12 +301,14 @@ class AlertState:
         )
         return int(cur.lastrowid or 0)
 
+    @_translated
     def expire_silence(self, silence_id: int, now_ms: int) -> bool:
         cur = self._db.execute(
             "UPDATE silences SET ends_ms = ? WHERE id = ? AND ends_ms > ?", (now_ms, silence_id, now_ms)
         )
         return cur.rowcount > 0
 
+    @_translated
     def silences(self, *, since_ms: int = 0) -> list[Silence]:
         rows = self._db.execute(
             "SELECT id, matchers, starts_ms, ends_ms, author, comment, created_ms FROM silences"
@@ -292,6 +319,7 @@ class AlertState:
             Silence(r[0], tuple(Matcher(**m) for m in json.loads(r[1])), r[2], r[3], r[4], r[5], r[6]) for r in rows
         ]
 
+    @_translated
     def add_window(self, w: MaintenanceWindow) -> int:
         cur = self._db.execute(
             "INSERT INTO maintenance_windows (center, days, start_hm, end_hm, timezone, author, comment)"
@@ -300,9 +328,11 @@ class AlertState:
         )
         return int(cur.lastrowid or 0)
 
+    @_translated
     def delete_window(self, window_id: int) -> bool:
         return self._db.execute("DELETE FROM maintenance_windows WHERE id = ?", (window_id,)).rowcount > 0
 
+    @_translated
     def windows(self) -> list[MaintenanceWindow]:
         rows = self._db.execute(
             "SELECT id, center, days, start_hm, end_hm, timezone, comment, author FROM maintenance_windows ORDER BY id"
@@ -310,6 +340,7 @@ class AlertState:
         return [MaintenanceWindow(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6], r[7]) for r in rows]
 
     # --- operators ---------------------------------------------------------------------------------
+    @_translated
     def add_operator(self, name: str, token_hash: str, now_ms: int) -> None:
         self._db.execute(
             "INSERT INTO operators (name, token_hash, created_ms) VALUES (?, ?, ?)"
@@ -318,9 +349,11 @@ class AlertState:
             (name, token_hash, now_ms),
         )
 
+    @_translated
     def revoke_operator(self, name: str) -> bool:
         return self._db.execute("UPDATE operators SET revoked = 1 WHERE name = ?", (name,)).rowcount > 0
 
+    @_translated
     def operator_by_token(self, token_hash: str) -> str | None:
         row = self._db.execute(
             "SELECT name FROM operators WHERE token_hash = ? AND revoked = 0", (token_hash,)

@@ -6,13 +6,17 @@ Routes raise ``collector.errors.Rejected`` (the same error the ingest path and t
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from centerwatch.i18n import pick_lang, t
 from centerwatch.wire import ErrorBody, encode
-from collector.errors import Rejected
+from collector.errors import Rejected, StoreError
+
+log = logging.getLogger("centerwatch.api")
 
 
 def error_response(request: Request, code: str, status: int, where: str = "", **fields: object) -> Response:
@@ -33,5 +37,11 @@ def install(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(request, "bad_request", 422, where, detail=str(first.get("msg", "")))
 
+    async def on_store(request: Request, exc: Exception) -> Response:
+        # the database is busy or failing: the caller may retry; the log has the file and cause
+        log.error("store error on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(request, "store_unavailable", 503)
+
     app.add_exception_handler(Rejected, on_rejected)
+    app.add_exception_handler(StoreError, on_store)
     app.add_exception_handler(RequestValidationError, on_validation)

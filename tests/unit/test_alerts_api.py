@@ -126,3 +126,10 @@ def test_alert_pages_render_in_both_languages(client: TestClient) -> None:
     page = client.get(f"/alerts/{alert['id']}", params={"lang": "en"}).text
     assert "History" in page and "firing" in page
     assert client.get("/alerts/999").status_code == 404
+
+
+def test_a_failing_alerts_database_is_a_503_in_the_callers_language(client: TestClient) -> None:
+    client.app.state.ctx.alerts._db.close()  # type: ignore[attr-defined]
+    r = client.get("/api/v1/alerts", params={"lang": "en"})
+    assert r.status_code == 503 and r.json()["error"] == "store_unavailable"
+    assert "database" in r.json()["message"]
