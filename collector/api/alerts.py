@@ -25,7 +25,7 @@ MAX_SILENCE_MS = 90 * 86_400_000
 
 def _alerts(ctx: AppContext) -> AlertState:
     if ctx.alerts is None:
-        raise Rejected("not_found", 404, what="alerting (disabled on this collector)")
+        raise Rejected("alerting_disabled", 404)
     return ctx.alerts
 
 
@@ -165,9 +165,9 @@ async def add_silence(ctx: Ctx, operator: Operator, body: SilenceBody) -> dict[s
     starts = body.starts_ms if body.starts_ms is not None else now
     ends = body.ends_ms if body.ends_ms is not None else starts + int((body.duration_s or 0) * 1000)
     if ends <= max(starts, now):
-        raise Rejected("bad_request", 422, "ends_ms", detail="the silence must end after it starts and in the future")
+        raise Rejected("silence_ends_past", 422, "ends_ms")
     if ends - starts > MAX_SILENCE_MS:
-        raise Rejected("bad_request", 422, "ends_ms", detail="a silence may last at most 90 days")
+        raise Rejected("silence_too_long", 422, "ends_ms", days=MAX_SILENCE_MS // 86_400_000)
     matchers = tuple(Matcher(m.name, m.value, m.op) for m in body.matchers)
     silence = Silence(0, matchers, starts, ends, operator, body.comment, now)
     silence_id = _alerts(ctx).add_silence(silence)

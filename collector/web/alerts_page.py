@@ -29,7 +29,7 @@ def _when(ms: int | None) -> str:
 @router.get("/alerts", response_class=HTMLResponse, summary="Alerts page")
 async def alerts_page(ctx: Ctx, lang: Lang) -> HTMLResponse:
     if ctx.alerts is None:
-        raise Rejected("not_found", 404, what="alerting (disabled on this collector)")
+        raise Rejected("alerting_disabled", 404)
     now = now_ms()
     names = ctx.center_names()
     open_rows = ctx.alerts.open_alerts()
@@ -59,7 +59,7 @@ async def alerts_page(ctx: Ctx, lang: Lang) -> HTMLResponse:
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse, summary="One alert and its history")
 async def alert_page(ctx: Ctx, lang: Lang, alert_id: int) -> HTMLResponse:
     if ctx.alerts is None:
-        raise Rejected("not_found", 404, what="alerting (disabled on this collector)")
+        raise Rejected("alerting_disabled", 404)
     a = ctx.alerts.alert(alert_id)
     if a is None:
         raise Rejected("not_found", 404, what=f"alert {alert_id}")
