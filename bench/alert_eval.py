@@ -211,6 +211,15 @@ async def run_size(centers: int, devices: int, rounds: int, history_s: int) -> N
         walls: list[float] = []
         cpus: list[float] = []
         last = first
+        lag = [0.0]
+        running = True
+
+        async def monitor() -> None:  # how long the event loop (which also serves ingest) is held
+            while running:
+                t0 = time.perf_counter()
+                await asyncio.sleep(0)
+                lag[0] = max(lag[0], time.perf_counter() - t0)
+
         for _ in range(rounds):
             await city.tick(t, phase)
             phase = (phase + 1) % 3
@@ -222,7 +231,11 @@ async def run_size(centers: int, devices: int, rounds: int, history_s: int) -> N
 
                 prof = cProfile.Profile()
                 prof.enable()
+            running = True
+            watcher = asyncio.create_task(monitor())
             last = await engine.round(t)
+            running = False
+            await watcher
             if PROFILE:
                 prof.disable()
                 pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
@@ -231,7 +244,7 @@ async def run_size(centers: int, devices: int, rounds: int, history_s: int) -> N
         print(
             f"  steady round ({rounds} rounds, a third of the agents reported before each): wall median"
             f" {statistics.median(walls) * 1000:.0f} ms, max {max(walls) * 1000:.0f} ms; CPU median"
-            f" {statistics.median(cpus) * 1000:.0f} ms"
+            f" {statistics.median(cpus) * 1000:.0f} ms; the event loop held at most {lag[0] * 1000:.0f} ms at a time"
         )
         open_rows = engine.open_alerts()
         by_rule: dict[str, int] = {}

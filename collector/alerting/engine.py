@@ -247,6 +247,9 @@ class Engine:
                 instances = self._expr_instances(lr, now, changed, full)
             stats.instances += len(instances)
             self._apply(lr, instances, fleet, now, seen)
+            # the loop also serves ingest: let it in between rules (a round of a big fleet takes
+            # seconds of CPU; no single rule holds the loop for long)
+            await asyncio.sleep(0)
         self._resolve_vanished(seen, fleet, now)
         self._mute_all(fleet, now)
         self._mark_delivered()

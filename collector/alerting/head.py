@@ -12,6 +12,7 @@ window (the latest point for ``last``). A round with nothing new costs one query
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -121,6 +122,7 @@ class Head:
             read += len(chunks)
             if len(chunks) < PAGE:
                 break
+            await asyncio.sleep(0)  # catching up after a restart: let ingest in between pages
         self.trim(floor, now_ms)
         return read
 
