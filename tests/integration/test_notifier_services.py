@@ -423,11 +423,35 @@ def start_smtp(pki: Pki, *, starttls: bool) -> Iterator[Mailbox]:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(pki.cert, pki.key)
         kwargs |= {"tls_context": context, "require_starttls": True}
-    controller = aiosmtpd.controller.Controller(Handler(), hostname="127.0.0.1", port=box.port, **kwargs)
+    live: set[Any] = set()
+
+    class Session(aiosmtpd.smtp.SMTP):
+        def connection_made(self, transport: Any) -> None:
+            live.add(self)
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            live.discard(self)
+
+    class DrainingController(aiosmtpd.controller.Controller):
+        """``Controller.stop`` halts the loop at once: a session whose client has just hung up can
+        be dropped before its transport closes the socket (a ResourceWarning, an error under
+        ``filterwarnings = error``). Stopping waits for the sessions to end first."""
+
+        def factory(self) -> Any:
+            return Session(self.handler, **self.SMTP_kwargs)
+
+    controller = DrainingController(Handler(), hostname="127.0.0.1", port=box.port, **kwargs)
     controller.start()
     try:
         yield box
     finally:
+        deadline = time.monotonic() + 5
+        while live and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # One more loop turn: the transport closes its socket right after connection_lost returns.
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), controller.loop).result(timeout=5)
         controller.stop()
 
 
