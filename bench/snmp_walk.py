@@ -11,7 +11,8 @@ The agents (snmpd, snmpsim) run on the same two cores; their CPU is reported bes
    1.3.6.1.2.1.31) three ways, then the real check (``agent.checks.snmp.collect_with``, the
    cisco-catalyst profile matched by sysObjectID): CPU per steady-state poll, both client paths.
 3. N such switches (communities sw001..swN, one snmpsim) polled concurrently by the check:
-   wall and CPU per round, CPU per device poll, OIDs/s per core; snmpsim's own CPU beside it.
+   wall and CPU per round, CPU per device poll, OIDs/s per core, the garbage collector's share;
+   snmpsim's own CPU beside it, and any UDP datagram the kernel dropped.
 4. RSS in a fresh interpreter: after ``import agent.checks.snmp``, after a v2c walk (pysnmp must
    stay unloaded), after a pysnmp walk.
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import resource
 import shutil
@@ -240,6 +242,7 @@ async def check_rounds(
     path: str,
     sim_pid: int | None,
     max_repetitions: int = 25,
+    gc_clock: GcClock | None = None,
 ) -> list[dict[str, float]]:
     """Runs the check ``rounds + 2`` times (the first two: session set-up, then walk sizes learnt)."""
     from agent.checks import snmp
@@ -260,6 +263,7 @@ async def check_rounds(
         for i in range(rounds + 2):
             tally[0] = 0
             sim = proc_cpu_s(sim_pid) if sim_pid else 0.0
+            in_gc = gc_clock.cpu_s if gc_clock else 0.0
             c, t = time.process_time(), time.perf_counter()
             obs = await snmp.collect_with(ctx, connect, state)
             cpu, wall = time.process_time() - c, time.perf_counter() - t
@@ -273,6 +277,7 @@ async def check_rounds(
                         "up": up,
                         "samples": len(obs.samples),
                         "sim_cpu": (proc_cpu_s(sim_pid) - sim) if sim_pid else 0.0,
+                        "gc_cpu": (gc_clock.cpu_s - in_gc) if gc_clock else 0.0,
                     }
                 )
     finally:
@@ -324,17 +329,46 @@ async def round_trip_floor(port: int, community: str, count: int = 100) -> float
         transport.close()
 
 
+def udp_receive_drops() -> int:
+    """Datagrams the kernel dropped for a full socket receive buffer, host-wide (Linux)."""
+    try:
+        lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+    except OSError:
+        return 0
+    return int(dict(zip(lines[0][1:], lines[1][1:], strict=True)).get("RcvbufErrors", 0))
+
+
+class GcClock:
+    """CPU seconds spent in the garbage collector while installed (``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.process_time()
+        else:
+            self.cpu_s += time.process_time() - self._start
+
+
 def report_fleet(port: int, devices: int, concurrency: int, rounds: int, path: str, sim_pid: int) -> None:
     communities = [f"sw{i:03d}" for i in range(1, devices + 1)]
     print(f"\nthe snmp check, {devices} simulated 48-port switches, concurrency {concurrency}, v2c={path}")
-    res = asyncio.run(check_rounds(port, communities, concurrency, rounds, path, sim_pid))
+    gc_clock, drops = GcClock(), udp_receive_drops()
+    gc.callbacks.append(gc_clock)
+    try:
+        res = asyncio.run(check_rounds(port, communities, concurrency, rounds, path, sim_pid, gc_clock=gc_clock))
+    finally:
+        gc.callbacks.remove(gc_clock)
     for i, r in enumerate(res, 1):
         print(
             f"  round {i}: {r['up']:.0f}/{devices} up, {r['oids']:.0f} OIDs in {r['wall']:6.1f} s wall; "
             f"agent {r['cpu']:6.2f} s CPU = {r['cpu'] / devices * 1e3:6.1f} ms per device poll, "
             f"{r['oids'] / r['cpu']:8,.0f} OIDs/s per core; snmpsim {r['sim_cpu']:6.1f} s CPU "
-            f"({r['oids'] / max(r['sim_cpu'], 1e-9):6,.0f} OIDs/s)"
+            f"({r['oids'] / max(r['sim_cpu'], 1e-9):6,.0f} OIDs/s); garbage collection {r['gc_cpu']:5.2f} s CPU"
         )
+    print(f"  UDP datagrams dropped for a full receive buffer (host-wide): {udp_receive_drops() - drops}")
 
 
 def report_rss(port: int) -> None:
